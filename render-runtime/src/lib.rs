@@ -1,0 +1,1 @@
+//! Lightbox renderer (in progress).

