@@ -1,1 +1,10 @@
+//! Lightbox integration tests: one binary, real `nats-server -js` and real SeaweedFS S3 servers
+//! on free loopback ports, started per test and stopped by `Drop` guards.
 
+/// The worker runtime in process, against a real nats-server: concurrency caps, retries,
+/// panics, dead letters, dedupe, cancellation, deadlines, micro service, queue limits.
+mod runtime;
+
+/// Convert jobs through the real `lightbox-convert` binary and S3: end to end, bad inputs,
+/// SIGKILL mid-job, SIGTERM drain.
+mod processes;

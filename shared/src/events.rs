@@ -88,6 +88,9 @@ pub struct JobEvent {
     pub result: Option<serde_json::Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<ErrorInfo>,
+    /// W3C trace id the job runs under (continued from the publisher's `traceparent`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
     /// Stage timings in milliseconds (`queue`, `run`, and any the function adds).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub timings_ms: BTreeMap<String, f64>,
@@ -106,6 +109,7 @@ impl JobEvent {
             outputs: Vec::new(),
             result: None,
             error: None,
+            trace_id: None,
             timings_ms: BTreeMap::new(),
         }
     }

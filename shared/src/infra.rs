@@ -155,6 +155,7 @@ mod tests {
         let jobs = stream_config(JOBS_STREAM_JSON, &overrides).unwrap();
         assert_eq!(jobs.retention, stream::RetentionPolicy::WorkQueue);
         assert_eq!(jobs.discard, stream::DiscardPolicy::New);
+        assert!(jobs.discard_new_per_subject, "a full queue must refuse new jobs, never drop queued ones");
         assert!(jobs.max_messages > 0 && jobs.max_bytes > 0 && jobs.max_messages_per_subject > 0);
         for queue in QUEUES {
             assert!(jobs.subjects.iter().any(|s| s == queue), "JOBS must carry {queue}");

@@ -258,6 +258,55 @@ impl Handler for ConvertHandler {
     }
 }
 
+
+/// Generated sample inputs for demos and tests.
+pub mod samples {
+    /// A gradient test card as PNG, generated in code (the Quick start's demo input).
+    pub fn test_card_png(width: u32, height: u32) -> Vec<u8> {
+        let image = image::RgbaImage::from_fn(width, height, |x, y| {
+            let u = x as f32 / width.max(1) as f32;
+            let v = y as f32 / height.max(1) as f32;
+            let checker = ((x / 32 + y / 32) % 2) as f32 * 0.15;
+            image::Rgba([(255.0 * u) as u8, (255.0 * v) as u8, (255.0 * (0.6 - checker)) as u8, 255])
+        });
+        let mut out = Vec::new();
+        image.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("png encodes");
+        out
+    }
+
+    /// A PNG whose IHDR claims the given size, with one tiny IDAT: a decompression bomb's header.
+    pub fn png_with_claimed_size(width: u32, height: u32) -> Vec<u8> {
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        let mut ihdr = Vec::new();
+        ihdr.extend_from_slice(&width.to_be_bytes());
+        ihdr.extend_from_slice(&height.to_be_bytes());
+        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+        chunk(&mut out, b"IHDR", &ihdr);
+        chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+        chunk(&mut out, b"IEND", &[]);
+        out
+    }
+
+    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
+        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let mut crc = crc32(kind, 0xffff_ffff);
+        crc = crc32(data, crc);
+        out.extend_from_slice(kind);
+        out.extend_from_slice(data);
+        out.extend_from_slice(&(!crc).to_be_bytes());
+    }
+
+    fn crc32(bytes: &[u8], mut crc: u32) -> u32 {
+        for &byte in bytes {
+            crc ^= byte as u32;
+            for _ in 0..8 {
+                crc = if crc & 1 != 0 { 0xedb8_8320 ^ (crc >> 1) } else { crc >> 1 };
+            }
+        }
+        crc
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -310,41 +359,9 @@ mod tests {
 
     #[test]
     fn a_header_claiming_huge_dimensions_is_refused_before_decoding() {
-        let bomb = huge_png_header(100_000, 100_000);
+        let bomb = crate::samples::png_with_claimed_size(100_000, 100_000);
         let err = convert_bytes(&bomb, &params(ImageFormat::Webp), &Limits::default()).unwrap_err();
         assert_eq!(err, ConvertError::TooManyPixels { width: 100_000, height: 100_000, limit: Limits::default().max_pixels });
-    }
-
-    /// A PNG whose IHDR claims the given size, with one tiny IDAT: a decompression bomb's header.
-    pub fn huge_png_header(width: u32, height: u32) -> Vec<u8> {
-        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
-        let mut ihdr = Vec::new();
-        ihdr.extend_from_slice(&width.to_be_bytes());
-        ihdr.extend_from_slice(&height.to_be_bytes());
-        ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
-        chunk(&mut out, b"IHDR", &ihdr);
-        chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
-        chunk(&mut out, b"IEND", &[]);
-        out
-    }
-
-    fn chunk(out: &mut Vec<u8>, kind: &[u8; 4], data: &[u8]) {
-        out.extend_from_slice(&(data.len() as u32).to_be_bytes());
-        let mut crc = crc32(kind, 0xffff_ffff);
-        crc = crc32(data, crc);
-        out.extend_from_slice(kind);
-        out.extend_from_slice(data);
-        out.extend_from_slice(&(!crc).to_be_bytes());
-    }
-
-    fn crc32(bytes: &[u8], mut crc: u32) -> u32 {
-        for &byte in bytes {
-            crc ^= byte as u32;
-            for _ in 0..8 {
-                crc = if crc & 1 != 0 { 0xedb8_8320 ^ (crc >> 1) } else { crc >> 1 };
-            }
-        }
-        crc
     }
 
     #[test]

@@ -373,15 +373,21 @@ async fn process<H: Handler>(shared: Arc<Shared<H>>, message: jetstream::Message
     let parsed = parse_envelope(&message.payload);
     let job_id = match &parsed {
         Ok(envelope) => envelope.id.to_string(),
-        Err(_) => header_id.clone().unwrap_or_else(|| format!("seq-{stream_seq}")),
+        // A malformed envelope is reported under whatever id it carries, else its Nats-Msg-Id.
+        Err(_) => serde_json::from_slice::<serde_json::Value>(&message.payload)
+            .ok()
+            .and_then(|value| value.get("id").and_then(|id| id.as_str()).map(str::to_owned))
+            .or(header_id)
+            .unwrap_or_else(|| format!("seq-{stream_seq}")),
     };
     let function = H::FUNCTION.as_str();
     let span = tracing::info_span!("job", job_id = %job_id, function, attempt, trace_id = %trace.trace_id);
     async move {
         let in_flight = shared.counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         shared.counters.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
+        let trace_id = trace.trace_id.clone();
         let verdict = run_job(&shared, &message, parsed, &job_id, attempt, trace, received).await;
-        finish(&shared, &message, &job_id, attempt, stream_seq, verdict, received).await;
+        finish(&shared, &message, &job_id, attempt, stream_seq, verdict, received, &trace_id).await;
         shared.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
         drop(permit);
     }
@@ -430,6 +436,7 @@ async fn run_job<H: Handler>(
     };
     shared.counters.started.fetch_add(1, Ordering::Relaxed);
     let mut started = JobEvent::new(job_id, H::FUNCTION.as_str(), JobState::Started, attempt, &shared.config.instance);
+    started.trace_id = Some(trace.trace_id.clone());
     if envelope.submitted_at_ms > 0 {
         started.timings_ms.insert("queue".into(), now_ms().saturating_sub(envelope.submitted_at_ms) as f64);
     }
@@ -461,7 +468,8 @@ async fn run_job<H: Handler>(
     let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat_every, heartbeat_every);
     let deadline = envelope.deadline_ms.map(|ms| tokio::time::Instant::from_std(received) + Duration::from_millis(ms));
     let mut abandon = shared.abandon.subscribe();
-    let mut last_progress = Instant::now() - Duration::from_secs(1);
+    // Progress is published at most every 250 ms, whatever rate the handler reports at.
+    let mut progress_tick = tokio::time::interval(Duration::from_millis(250));
     let result = loop {
         tokio::select! {
             joined = &mut task => break joined,
@@ -470,11 +478,10 @@ async fn run_job<H: Handler>(
                     warn!(error = %err, "in-progress ack failed");
                 }
             }
-            changed = progress_rx.changed(), if last_progress.elapsed() >= Duration::from_millis(200) => {
-                if changed.is_err() { continue; }
+            _ = progress_tick.tick() => {
+                if !progress_rx.has_changed().unwrap_or(false) { continue; }
                 let snapshot = progress_rx.borrow_and_update().clone();
                 if let Some(progress) = snapshot {
-                    last_progress = Instant::now();
                     let mut event = JobEvent::new(job_id, H::FUNCTION.as_str(), JobState::Progress, attempt, &shared.config.instance);
                     event.progress = Some(progress);
                     let _ = shared.reporter.report(&event, false).await;
@@ -522,6 +529,7 @@ async fn run_job<H: Handler>(
 }
 
 /// Reports the verdict and settles the message: Ack, Nak with backoff, or Term plus dead letter.
+#[allow(clippy::too_many_arguments)]
 async fn finish<H: Handler>(
     shared: &Arc<Shared<H>>,
     message: &jetstream::Message,
@@ -530,13 +538,19 @@ async fn finish<H: Handler>(
     stream_seq: u64,
     verdict: Verdict,
     received: Instant,
+    trace_id: &str,
 ) {
     let function = H::FUNCTION.as_str();
     let worker = shared.config.instance.as_str();
+    let new_event = |state: JobState| {
+        let mut event = JobEvent::new(job_id, function, state, attempt, worker);
+        event.trace_id = Some(trace_id.to_owned());
+        event
+    };
     let run_ms = received.elapsed().as_secs_f64() * 1000.0;
     match verdict {
         Verdict::Succeeded(outcome) => {
-            let mut event = JobEvent::new(job_id, function, JobState::Succeeded, attempt, worker);
+            let mut event = new_event(JobState::Succeeded);
             event.outputs = outcome.outputs;
             event.result = Some(outcome.result);
             event.timings_ms.extend(outcome.timings_ms);
@@ -554,13 +568,13 @@ async fn finish<H: Handler>(
         }
         Verdict::GiveBack => {
             info!("giving the job back to the queue");
-            let mut event = JobEvent::new(job_id, function, JobState::Retrying, attempt, worker);
+            let mut event = new_event(JobState::Retrying);
             event.error = Some(ErrorInfo { kind: "retryable".into(), message: "worker shutting down".into() });
             let _ = shared.reporter.report(&event, true).await;
             let _ = message.ack_with(AckKind::Nak(None)).await;
         }
         Verdict::Failed(JobError::Cancelled) => {
-            let event = JobEvent::new(job_id, function, JobState::Cancelled, attempt, worker);
+            let event = new_event(JobState::Cancelled);
             report_final(shared, &event).await;
             shared.counters.cancelled.fetch_add(1, Ordering::Relaxed);
             info!("cancelled");
@@ -568,7 +582,7 @@ async fn finish<H: Handler>(
         }
         Verdict::Failed(err) if err.is_retryable() && attempt < shared.max_deliver => {
             let delay = backoff(attempt, shared.config.backoff_base, shared.config.backoff_max);
-            let mut event = JobEvent::new(job_id, function, JobState::Retrying, attempt, worker);
+            let mut event = new_event(JobState::Retrying);
             event.error = Some(ErrorInfo { kind: err.kind().into(), message: err.to_string() });
             let _ = shared.reporter.report(&event, true).await;
             shared.counters.retried.fetch_add(1, Ordering::Relaxed);
@@ -581,7 +595,7 @@ async fn finish<H: Handler>(
             } else {
                 err.to_string()
             };
-            let mut event = JobEvent::new(job_id, function, JobState::Failed, attempt, worker);
+            let mut event = new_event(JobState::Failed);
             event.error = Some(ErrorInfo { kind: err.kind().into(), message: message_text.clone() });
             report_final(shared, &event).await;
             shared.counters.failed.fetch_add(1, Ordering::Relaxed);
