@@ -13,7 +13,10 @@ use shared::store::{S3Settings, StoreBackend, StoreConfig, DEFAULT_PREFIXES};
 
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("workspace root")
+        .to_path_buf()
 }
 
 /// A pinned tool from `.tools/bin` (installed by `tools/setup.sh`), or `LIGHTBOX_TOOLS_BIN`.
@@ -22,7 +25,11 @@ pub fn tool(name: &str) -> PathBuf {
         .map(PathBuf::from)
         .unwrap_or_else(|_| workspace_root().join(".tools/bin"));
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: run tools/setup.sh (or `just test`)", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: run tools/setup.sh (or `just test`)",
+        path.display()
+    );
     path
 }
 
@@ -32,7 +39,11 @@ pub fn function_binary(name: &str) -> PathBuf {
     // target/<profile>/deps/tests-<hash> → target/<profile>/<name>
     let dir = exe.parent().and_then(Path::parent).expect("target dir");
     let path = dir.join(name);
-    assert!(path.exists(), "{} is missing: build it first with `cargo build --workspace --bins`", path.display());
+    assert!(
+        path.exists(),
+        "{} is missing: build it first with `cargo build --workspace --bins`",
+        path.display()
+    );
     path
 }
 
@@ -64,14 +75,22 @@ impl Drop for TempDir {
 }
 
 fn rand_suffix() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos() as u64).unwrap_or(0)
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos() as u64)
+        .unwrap_or(0)
 }
 
 /// A free TCP port on 127.0.0.1 (and, with `plus`, that port + `plus` free too).
 pub fn free_port(plus: Option<u16>) -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     if NEXT.load(Ordering::SeqCst) == 0 {
-        let _ = NEXT.compare_exchange(0, 20000 + (std::process::id() % 8000) as u16, Ordering::SeqCst, Ordering::SeqCst);
+        let _ = NEXT.compare_exchange(
+            0,
+            20000 + (std::process::id() % 8000) as u16,
+            Ordering::SeqCst,
+            Ordering::SeqCst,
+        );
     }
     loop {
         let port = NEXT.fetch_add(7, Ordering::SeqCst);
@@ -112,7 +131,12 @@ impl NatsServer {
 
     /// Starts with an optional server config file (for auth tests).
     pub fn start_with_config(config: Option<PathBuf>) -> Self {
-        let mut server = Self { port: free_port(None), child: None, dir: TempDir::new("nats"), config };
+        let mut server = Self {
+            port: free_port(None),
+            child: None,
+            dir: TempDir::new("nats"),
+            config,
+        };
         server.spawn().expect("nats-server starts");
         server
     }
@@ -120,7 +144,14 @@ impl NatsServer {
     fn spawn(&mut self) -> anyhow::Result<()> {
         let mut command = Command::new(tool("nats-server"));
         command
-            .args(["-js", "-a", "127.0.0.1", "-p", &self.port.to_string(), "-sd"])
+            .args([
+                "-js",
+                "-a",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-sd",
+            ])
             .arg(self.dir.path())
             .stdout(Stdio::null())
             .stderr(Stdio::null());
@@ -136,7 +167,10 @@ impl NatsServer {
     }
 
     pub fn nats_config(&self) -> NatsConfig {
-        NatsConfig { url: self.url(), ..NatsConfig::default() }
+        NatsConfig {
+            url: self.url(),
+            ..NatsConfig::default()
+        }
     }
 
     /// Stops the server hard and starts it again on the same port and store.
@@ -176,8 +210,18 @@ impl SeaweedS3 {
     pub fn start() -> Self {
         let dir = TempDir::new("weed");
         // gRPC ports are the HTTP port + 10000, so both must be free.
-        let ports = [free_port(Some(10000)), free_port(Some(10000)), free_port(Some(10000)), free_port(Some(10000))];
-        let mut server = Self { s3_port: ports[3], child: None, dir, ports };
+        let ports = [
+            free_port(Some(10000)),
+            free_port(Some(10000)),
+            free_port(Some(10000)),
+            free_port(Some(10000)),
+        ];
+        let mut server = Self {
+            s3_port: ports[3],
+            child: None,
+            dir,
+            ports,
+        };
         server.spawn().expect("SeaweedFS starts");
         server
     }
@@ -193,7 +237,12 @@ impl SeaweedS3 {
         let child = Command::new(tool("weed"))
             .arg("mini")
             .arg(format!("-dir={}", self.dir.path().join("data").display()))
-            .args(["-ip=127.0.0.1", "-ip.bind=127.0.0.1", "-webdav=false", "-admin.ui=false"])
+            .args([
+                "-ip=127.0.0.1",
+                "-ip.bind=127.0.0.1",
+                "-webdav=false",
+                "-admin.ui=false",
+            ])
             .args(["-s3.port.iceberg=0", "-s3.port.lance=0"])
             .arg(format!("-master.port={master}"))
             .arg(format!("-volume.port={volume}"))
@@ -260,11 +309,21 @@ impl Drop for SeaweedS3 {
 
 /// A local-filesystem store configuration in a temp dir.
 pub fn local_store(dir: &TempDir) -> StoreConfig {
-    StoreConfig { backend: StoreBackend::Local { root: dir.path().to_path_buf() }, ..StoreConfig::default() }
+    StoreConfig {
+        backend: StoreBackend::Local {
+            root: dir.path().to_path_buf(),
+        },
+        ..StoreConfig::default()
+    }
 }
 
 /// A worker configuration for tests: fast retries, short leases, small drain grace.
-pub fn worker_config(nats: &NatsServer, store: StoreConfig, queue: &str, concurrency: usize) -> WorkerConfig {
+pub fn worker_config(
+    nats: &NatsServer,
+    store: StoreConfig,
+    queue: &str,
+    concurrency: usize,
+) -> WorkerConfig {
     WorkerConfig {
         nats: nats.nats_config(),
         store,
@@ -288,7 +347,10 @@ pub fn function_env(nats: &NatsServer, store: &[(String, String)]) -> Vec<(Strin
         ("LIGHTBOX_BACKOFF_BASE_MS".to_string(), "100".to_string()),
         ("LIGHTBOX_BACKOFF_MAX_MS".to_string(), "500".to_string()),
         ("LIGHTBOX_LOG".to_string(), "info".to_string()),
-        ("LIGHTBOX_ALLOWED_PREFIXES".to_string(), DEFAULT_PREFIXES.to_string()),
+        (
+            "LIGHTBOX_ALLOWED_PREFIXES".to_string(),
+            DEFAULT_PREFIXES.to_string(),
+        ),
     ];
     env.extend(store.iter().cloned());
     env
@@ -319,7 +381,11 @@ impl FunctionProcess {
 
     /// Sends a signal by name (`TERM`, `KILL`).
     pub fn signal(&self, name: &str) {
-        let status = Command::new("kill").arg(format!("-{name}")).arg(self.pid().to_string()).status().expect("kill");
+        let status = Command::new("kill")
+            .arg(format!("-{name}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("kill");
         assert!(status.success(), "kill -{name} failed");
     }
 
@@ -367,9 +433,15 @@ pub fn noisy_png(width: u32, height: u32, seed: u32) -> Vec<u8> {
         state ^= state >> 17;
         state ^= state << 5;
         let base = ((x + y) % 256) as u8;
-        image::Rgb([base, (state & 0xff) as u8, ((state >> 8) & 0x3f) as u8 + base / 2])
+        image::Rgb([
+            base,
+            (state & 0xff) as u8,
+            ((state >> 8) & 0x3f) as u8 + base / 2,
+        ])
     });
     let mut out = Vec::new();
-    image.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("png encodes");
+    image
+        .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+        .expect("png encodes");
     out
 }

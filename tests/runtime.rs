@@ -57,11 +57,16 @@ impl Handler for TestHandler {
         if request.panic {
             panic!("test handler was asked to panic");
         }
-        let failing = request.fail_until_attempt == 0 || job.ctx.attempt <= request.fail_until_attempt;
+        let failing =
+            request.fail_until_attempt == 0 || job.ctx.attempt <= request.fail_until_attempt;
         match request.fail.as_deref() {
             Some("permanent") if failing => Err(JobError::permanent("asked to fail permanently")),
             Some("retryable") if failing => Err(JobError::retryable("asked to fail for now")),
-            _ => Ok(Outcome { outputs: vec![], result: serde_json::json!({"attempt": job.ctx.attempt}), timings_ms: vec![] }),
+            _ => Ok(Outcome {
+                outputs: vec![],
+                result: serde_json::json!({"attempt": job.ctx.attempt}),
+                timings_ms: vec![],
+            }),
         }
     }
 }
@@ -78,12 +83,23 @@ struct Setup {
 
 async fn setup() -> Setup {
     let nats = NatsServer::start();
-    let client = Client::connect(&nats.nats_config()).await.expect("client connects");
-    Setup { nats, _store: TempDir::new("store"), client }
+    let client = Client::connect(&nats.nats_config())
+        .await
+        .expect("client connects");
+    Setup {
+        nats,
+        _store: TempDir::new("store"),
+        client,
+    }
 }
 
 async fn start(setup: &Setup, handler: TestHandler, concurrency: usize) -> Worker {
-    let config = worker_config(&setup.nats, local_store(&setup._store), "convert", concurrency);
+    let config = worker_config(
+        &setup.nats,
+        local_store(&setup._store),
+        "convert",
+        concurrency,
+    );
     Worker::start(config, handler).await.expect("worker starts")
 }
 
@@ -100,15 +116,34 @@ async fn two_instances_with_limit_two_never_run_more_than_four_jobs() {
     let second = start(&setup, handler.clone(), 2).await;
     let mut ids = Vec::new();
     for _ in 0..16 {
-        ids.push(setup.client.submit("convert", &job(TestRequest { sleep_ms: 150, ..Default::default() })).await.unwrap());
+        ids.push(
+            setup
+                .client
+                .submit(
+                    "convert",
+                    &job(TestRequest {
+                        sleep_ms: 150,
+                        ..Default::default()
+                    }),
+                )
+                .await
+                .unwrap(),
+        );
     }
     for id in &ids {
-        let event = setup.client.wait(&id.to_string(), Duration::from_secs(30), |_| {}).await.unwrap();
+        let event = setup
+            .client
+            .wait(&id.to_string(), Duration::from_secs(30), |_| {})
+            .await
+            .unwrap();
         assert_eq!(event.state, JobState::Succeeded);
     }
     assert_eq!(handler.runs.load(Ordering::SeqCst), 16);
     let max = handler.max.load(Ordering::SeqCst);
-    assert!(max <= 4, "ran {max} jobs at once with 2 instances x 2 slots");
+    assert!(
+        max <= 4,
+        "ran {max} jobs at once with 2 instances x 2 slots"
+    );
     assert_eq!(max, 4, "16 queued jobs should fill all 4 slots");
     for worker in [&first, &second] {
         assert!(worker.counters.max_in_flight.load(Ordering::SeqCst) <= 2);
@@ -123,18 +158,48 @@ async fn a_panicking_handler_fails_its_job_and_the_worker_keeps_serving() {
     let setup = setup().await;
     let handler = TestHandler::default();
     let worker = start(&setup, handler.clone(), 1).await;
-    let bad = setup.client.submit("convert", &job(TestRequest { panic: true, ..Default::default() })).await.unwrap();
-    let event = setup.client.wait(&bad.to_string(), Duration::from_secs(20), |_| {}).await.unwrap();
+    let bad = setup
+        .client
+        .submit(
+            "convert",
+            &job(TestRequest {
+                panic: true,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let event = setup
+        .client
+        .wait(&bad.to_string(), Duration::from_secs(20), |_| {})
+        .await
+        .unwrap();
     assert_eq!(event.state, JobState::Failed);
     assert_eq!(event.attempt, 1, "a panic is final in one delivery");
-    assert!(event.error.unwrap().message.contains("handler panicked: test handler was asked to panic"));
-    let good = setup.client.submit("convert", &job(TestRequest::default())).await.unwrap();
-    let event = setup.client.wait(&good.to_string(), Duration::from_secs(20), |_| {}).await.unwrap();
+    assert!(event
+        .error
+        .unwrap()
+        .message
+        .contains("handler panicked: test handler was asked to panic"));
+    let good = setup
+        .client
+        .submit("convert", &job(TestRequest::default()))
+        .await
+        .unwrap();
+    let event = setup
+        .client
+        .wait(&good.to_string(), Duration::from_secs(20), |_| {})
+        .await
+        .unwrap();
     assert_eq!(event.state, JobState::Succeeded);
     let letters = setup.client.dead_letters(10).await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].job_id, bad.to_string());
-    assert_eq!(jobs_left(&setup.client).await, 0, "a terminated job no longer sits in JOBS");
+    assert_eq!(
+        jobs_left(&setup.client).await,
+        0,
+        "a terminated job no longer sits in JOBS"
+    );
     worker.shutdown().await.unwrap();
 }
 
@@ -147,21 +212,46 @@ async fn retryable_failures_are_retried_with_backoff_and_then_dead_lettered() {
     let worker = Worker::start(config, handler.clone()).await.unwrap();
 
     // Fails on attempts 1 and 2, succeeds on 3.
-    let flaky = job(TestRequest { fail: Some("retryable".into()), fail_until_attempt: 2, ..Default::default() });
+    let flaky = job(TestRequest {
+        fail: Some("retryable".into()),
+        fail_until_attempt: 2,
+        ..Default::default()
+    });
     let id = setup.client.submit("convert", &flaky).await.unwrap();
     let mut states = Vec::new();
-    let event = setup.client.wait(&id.to_string(), Duration::from_secs(20), |e| states.push(e.state)).await.unwrap();
+    let event = setup
+        .client
+        .wait(&id.to_string(), Duration::from_secs(20), |e| {
+            states.push(e.state)
+        })
+        .await
+        .unwrap();
     assert_eq!(event.state, JobState::Succeeded);
     assert_eq!(event.attempt, 3);
-    assert_eq!(states.iter().filter(|s| **s == JobState::Retrying).count(), 2, "{states:?}");
+    assert_eq!(
+        states.iter().filter(|s| **s == JobState::Retrying).count(),
+        2,
+        "{states:?}"
+    );
 
     // Always fails: after max_deliver attempts it is failed and dead-lettered.
-    let hopeless = job(TestRequest { fail: Some("retryable".into()), ..Default::default() });
+    let hopeless = job(TestRequest {
+        fail: Some("retryable".into()),
+        ..Default::default()
+    });
     let id = setup.client.submit("convert", &hopeless).await.unwrap();
-    let event = setup.client.wait(&id.to_string(), Duration::from_secs(20), |_| {}).await.unwrap();
+    let event = setup
+        .client
+        .wait(&id.to_string(), Duration::from_secs(20), |_| {})
+        .await
+        .unwrap();
     assert_eq!(event.state, JobState::Failed);
     assert_eq!(event.attempt, 3);
-    assert!(event.error.unwrap().message.contains("gave up after 3 attempts"));
+    assert!(event
+        .error
+        .unwrap()
+        .message
+        .contains("gave up after 3 attempts"));
     let letters = setup.client.dead_letters(10).await.unwrap();
     assert_eq!(letters.len(), 1);
     assert_eq!(letters[0].attempts, "3");
@@ -169,7 +259,11 @@ async fn retryable_failures_are_retried_with_backoff_and_then_dead_lettered() {
     assert_eq!(jobs_left(&setup.client).await, 0);
 
     // Replay puts the original job back on its queue (it fails again, into a new letter).
-    let replayed = setup.client.replay(&letters[0].seq.to_string()).await.unwrap();
+    let replayed = setup
+        .client
+        .replay(&letters[0].seq.to_string())
+        .await
+        .unwrap();
     assert_eq!(replayed.job_id, id.to_string());
     tokio::time::timeout(Duration::from_secs(20), async {
         loop {
@@ -191,13 +285,31 @@ async fn permanent_failures_end_in_one_delivery() {
     let setup = setup().await;
     let handler = TestHandler::default();
     let worker = start(&setup, handler.clone(), 2).await;
-    let id = setup.client.submit("convert", &job(TestRequest { fail: Some("permanent".into()), ..Default::default() })).await.unwrap();
-    let event = setup.client.wait(&id.to_string(), Duration::from_secs(20), |_| {}).await.unwrap();
+    let id = setup
+        .client
+        .submit(
+            "convert",
+            &job(TestRequest {
+                fail: Some("permanent".into()),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let event = setup
+        .client
+        .wait(&id.to_string(), Duration::from_secs(20), |_| {})
+        .await
+        .unwrap();
     assert_eq!((event.state, event.attempt), (JobState::Failed, 1));
     assert_eq!(event.error.as_ref().unwrap().kind, "permanent");
     assert_eq!(handler.runs.load(Ordering::SeqCst), 1);
     let status = setup.client.status(&id.to_string()).await.unwrap().unwrap();
-    assert_eq!(status.state, JobState::Failed, "one KV lookup answers what happened");
+    assert_eq!(
+        status.state,
+        JobState::Failed,
+        "one KV lookup answers what happened"
+    );
     worker.shutdown().await.unwrap();
 }
 
@@ -206,15 +318,26 @@ async fn a_job_published_twice_with_the_same_id_runs_once() {
     let setup = setup().await;
     let handler = TestHandler::default();
     let worker = start(&setup, handler.clone(), 2).await;
-    let envelope = job(TestRequest { sleep_ms: 50, ..Default::default() });
+    let envelope = job(TestRequest {
+        sleep_ms: 50,
+        ..Default::default()
+    });
     setup.client.submit("convert", &envelope).await.unwrap();
     setup.client.submit("convert", &envelope).await.unwrap();
-    let event = setup.client.wait(&envelope.id.to_string(), Duration::from_secs(20), |_| {}).await.unwrap();
+    let event = setup
+        .client
+        .wait(&envelope.id.to_string(), Duration::from_secs(20), |_| {})
+        .await
+        .unwrap();
     assert_eq!(event.state, JobState::Succeeded);
     // Published again later under another message id (past the dedupe window): the KV shows it
     // succeeded, so it is acknowledged without running.
     let payload = Bytes::from(envelope.to_json());
-    setup.client.submit_raw("convert", &format!("{}-again", envelope.id), payload, None).await.unwrap();
+    setup
+        .client
+        .submit_raw("convert", &format!("{}-again", envelope.id), payload, None)
+        .await
+        .unwrap();
     tokio::time::timeout(Duration::from_secs(10), async {
         while jobs_left(&setup.client).await > 0 {
             tokio::time::sleep(Duration::from_millis(50)).await;
@@ -231,9 +354,24 @@ async fn a_job_published_twice_with_the_same_id_runs_once() {
 async fn progress_events_flow_and_trace_context_is_continued() {
     let setup = setup().await;
     let worker = start(&setup, TestHandler::default(), 1).await;
-    let envelope = job(TestRequest { sleep_ms: 600, ..Default::default() });
-    let trace = shared::telemetry::TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
-    setup.client.submit_raw("convert", &envelope.id.to_string(), Bytes::from(envelope.to_json()), Some(&trace)).await.unwrap();
+    let envelope = job(TestRequest {
+        sleep_ms: 600,
+        ..Default::default()
+    });
+    let trace = shared::telemetry::TraceParent::parse(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+    )
+    .unwrap();
+    setup
+        .client
+        .submit_raw(
+            "convert",
+            &envelope.id.to_string(),
+            Bytes::from(envelope.to_json()),
+            Some(&trace),
+        )
+        .await
+        .unwrap();
     let mut progress = 0;
     let event = setup
         .client
@@ -246,7 +384,10 @@ async fn progress_events_flow_and_trace_context_is_continued() {
         .unwrap();
     assert_eq!(event.state, JobState::Succeeded);
     assert!(progress >= 2, "expected progress events, saw {progress}");
-    assert_eq!(event.trace_id.as_deref(), Some("4bf92f3577b34da6a3ce929d0e0e4736"));
+    assert_eq!(
+        event.trace_id.as_deref(),
+        Some("4bf92f3577b34da6a3ce929d0e0e4736")
+    );
     assert!(event.timings_ms.contains_key("run"));
     worker.shutdown().await.unwrap();
 }
@@ -256,8 +397,22 @@ async fn cancellation_stops_running_jobs_and_skips_queued_ones() {
     let setup = setup().await;
     let handler = TestHandler::default();
     let worker = start(&setup, handler.clone(), 1).await;
-    let running = setup.client.submit("convert", &job(TestRequest { sleep_ms: 20_000, ..Default::default() })).await.unwrap();
-    let queued = setup.client.submit("convert", &job(TestRequest::default())).await.unwrap();
+    let running = setup
+        .client
+        .submit(
+            "convert",
+            &job(TestRequest {
+                sleep_ms: 20_000,
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    let queued = setup
+        .client
+        .submit("convert", &job(TestRequest::default()))
+        .await
+        .unwrap();
     // Wait until the first job runs, then cancel both.
     let mut events = Box::pin(setup.client.watch(&running.to_string()).await.unwrap());
     while let Some(event) = events.next().await {
@@ -267,7 +422,11 @@ async fn cancellation_stops_running_jobs_and_skips_queued_ones() {
     }
     setup.client.cancel(&queued.to_string()).await.unwrap();
     setup.client.cancel(&running.to_string()).await.unwrap();
-    let event = setup.client.wait(&running.to_string(), Duration::from_secs(10), |_| {}).await.unwrap();
+    let event = setup
+        .client
+        .wait(&running.to_string(), Duration::from_secs(10), |_| {})
+        .await
+        .unwrap();
     assert_eq!(event.state, JobState::Cancelled);
     tokio::time::timeout(Duration::from_secs(10), async {
         while jobs_left(&setup.client).await > 0 {
@@ -276,8 +435,21 @@ async fn cancellation_stops_running_jobs_and_skips_queued_ones() {
     })
     .await
     .expect("both jobs leave the queue");
-    assert_eq!(handler.runs.load(Ordering::SeqCst), 1, "the cancelled queued job never ran");
-    assert_eq!(setup.client.status(&queued.to_string()).await.unwrap().unwrap().state, JobState::Cancelled);
+    assert_eq!(
+        handler.runs.load(Ordering::SeqCst),
+        1,
+        "the cancelled queued job never ran"
+    );
+    assert_eq!(
+        setup
+            .client
+            .status(&queued.to_string())
+            .await
+            .unwrap()
+            .unwrap()
+            .state,
+        JobState::Cancelled
+    );
     worker.shutdown().await.unwrap();
 }
 
@@ -285,12 +457,23 @@ async fn cancellation_stops_running_jobs_and_skips_queued_ones() {
 async fn a_job_past_its_deadline_is_stopped_and_failed() {
     let setup = setup().await;
     let worker = start(&setup, TestHandler::default(), 1).await;
-    let mut envelope = job(TestRequest { sleep_ms: 30_000, ..Default::default() });
+    let mut envelope = job(TestRequest {
+        sleep_ms: 30_000,
+        ..Default::default()
+    });
     envelope.deadline_ms = Some(300);
     setup.client.submit("convert", &envelope).await.unwrap();
-    let event = setup.client.wait(&envelope.id.to_string(), Duration::from_secs(10), |_| {}).await.unwrap();
+    let event = setup
+        .client
+        .wait(&envelope.id.to_string(), Duration::from_secs(10), |_| {})
+        .await
+        .unwrap();
     assert_eq!(event.state, JobState::Failed);
-    assert!(event.error.unwrap().message.contains("deadline of 300 ms exceeded"));
+    assert!(event
+        .error
+        .unwrap()
+        .message
+        .contains("deadline of 300 ms exceeded"));
     worker.shutdown().await.unwrap();
 }
 
@@ -298,17 +481,49 @@ async fn a_job_past_its_deadline_is_stopped_and_failed() {
 async fn each_instance_is_a_micro_service_with_counts() {
     let setup = setup().await;
     let worker = start(&setup, TestHandler::default(), 2).await;
-    let id = setup.client.submit("convert", &job(TestRequest::default())).await.unwrap();
-    setup.client.wait(&id.to_string(), Duration::from_secs(10), |_| {}).await.unwrap();
-    let failing = setup.client.submit("convert", &job(TestRequest { fail: Some("permanent".into()), ..Default::default() })).await.unwrap();
-    setup.client.wait(&failing.to_string(), Duration::from_secs(10), |_| {}).await.unwrap();
+    let id = setup
+        .client
+        .submit("convert", &job(TestRequest::default()))
+        .await
+        .unwrap();
+    setup
+        .client
+        .wait(&id.to_string(), Duration::from_secs(10), |_| {})
+        .await
+        .unwrap();
+    let failing = setup
+        .client
+        .submit(
+            "convert",
+            &job(TestRequest {
+                fail: Some("permanent".into()),
+                ..Default::default()
+            }),
+        )
+        .await
+        .unwrap();
+    setup
+        .client
+        .wait(&failing.to_string(), Duration::from_secs(10), |_| {})
+        .await
+        .unwrap();
 
-    let info = setup.client.nats.request("$SRV.INFO.lightbox-convert", Bytes::new()).await.unwrap();
+    let info = setup
+        .client
+        .nats
+        .request("$SRV.INFO.lightbox-convert", Bytes::new())
+        .await
+        .unwrap();
     let info: serde_json::Value = serde_json::from_slice(&info.payload).unwrap();
     assert_eq!(info["name"], "lightbox-convert");
     assert_eq!(info["metadata"]["queue"], "convert");
     assert!(info["version"].as_str().unwrap().starts_with("0."));
-    let stats = setup.client.nats.request("$SRV.STATS.lightbox-convert", Bytes::new()).await.unwrap();
+    let stats = setup
+        .client
+        .nats
+        .request("$SRV.STATS.lightbox-convert", Bytes::new())
+        .await
+        .unwrap();
     let stats: serde_json::Value = serde_json::from_slice(&stats.payload).unwrap();
     let data = &stats["endpoints"][0]["data"];
     assert_eq!(data["processed"], 2, "{stats}");
@@ -321,12 +536,18 @@ async fn a_full_queue_refuses_new_jobs_with_a_clear_error() {
     let setup = setup().await;
     // No worker runs: fill the convert subject to its per-subject limit from infra/nats.
     let limit = {
-        let config: serde_json::Value = serde_json::from_str(shared::infra::JOBS_STREAM_JSON).unwrap();
+        let config: serde_json::Value =
+            serde_json::from_str(shared::infra::JOBS_STREAM_JSON).unwrap();
         config["max_msgs_per_subject"].as_u64().unwrap()
     };
     let mut acks = Vec::new();
     for i in 0..limit {
-        let ack = setup.client.js.publish("convert", Bytes::from(format!("{i}"))).await.unwrap();
+        let ack = setup
+            .client
+            .js
+            .publish("convert", Bytes::from(format!("{i}")))
+            .await
+            .unwrap();
         acks.push(ack);
         if acks.len() >= 1000 {
             for ack in acks.drain(..) {
@@ -337,7 +558,11 @@ async fn a_full_queue_refuses_new_jobs_with_a_clear_error() {
     for ack in acks.drain(..) {
         ack.await.unwrap();
     }
-    let err = setup.client.submit("convert", &job(TestRequest::default())).await.unwrap_err();
+    let err = setup
+        .client
+        .submit("convert", &job(TestRequest::default()))
+        .await
+        .unwrap_err();
     assert!(matches!(err, SubmitError::QueueFull { .. }), "{err}");
     assert!(err.to_string().contains("queue convert is full"), "{err}");
     // Other queues are unaffected.

@@ -1,1 +1,482 @@
-fn main(){}
+//! `lightbox`: the command line for people and operators. It submits and follows jobs, inspects
+//! queues and dead letters, runs functions' code locally (with `--remote` to go through the
+//! queues instead), and runs a local stack.
+
+mod progress;
+mod stack;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use anyhow::{bail, Context as _};
+use bytes::Bytes;
+use clap::{Parser, Subcommand};
+use lightbox_convert::{convert_bytes, ConvertParams, Limits};
+use sha2::{Digest, Sha256};
+use shared::client::Client;
+use shared::config::NatsConfig;
+use shared::events::{JobEvent, JobState};
+use shared::job::{Envelope, Function, ENVELOPE_VERSION};
+use shared::requests::{ConvertRequest, ImageFormat, Size};
+use shared::{ObjectKey, Store, StoreConfig};
+
+#[derive(Parser)]
+#[command(
+    name = "lightbox",
+    version,
+    about = "Lightbox: CAD models to images, as job functions on NATS JetStream"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Publish a job: FUNCTION is convert, render or tessellate; JOB is a request (or a whole
+    /// envelope) as JSON text or a file path. Prints the job id.
+    Submit {
+        function: Function,
+        job: String,
+        /// Queue subject to publish to (defaults to the function's queue).
+        #[arg(long)]
+        queue: Option<String>,
+        /// Follow the job until it ends, with a progress bar.
+        #[arg(long)]
+        watch: bool,
+    },
+    /// Follow a job's events with a progress bar; exits non-zero unless it succeeds.
+    Watch {
+        job_id: String,
+        /// Give up after this many seconds.
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+    /// Print a job's latest state (one KV lookup).
+    Status { job_id: String },
+    /// Cancel a job: skipped if still queued, stopped if running.
+    Cancel { job_id: String },
+    /// Dead letters: jobs that failed for good.
+    Dlq {
+        #[command(subcommand)]
+        command: DlqCommand,
+    },
+    /// Pending and in-flight jobs per queue.
+    Queues,
+    /// Convert an image locally (or through the queue with --remote).
+    Convert {
+        input: PathBuf,
+        #[arg(short, long)]
+        output: PathBuf,
+        /// Lossy quality 1-100 (WebP, JPEG).
+        #[arg(long)]
+        quality: Option<u8>,
+        /// Lossless WebP.
+        #[arg(long)]
+        lossless: bool,
+        /// Resize to WxH before encoding.
+        #[arg(long)]
+        resize: Option<Size>,
+        /// Output format (default: from OUTPUT's extension).
+        #[arg(long)]
+        format: Option<ImageFormatArg>,
+        /// Upload the input, run the job on the queue, download the result.
+        #[arg(long)]
+        remote: bool,
+    },
+    /// Run the local stack: nats-server, SeaweedFS and one instance of each function.
+    Up {
+        /// Start in the background and return.
+        #[arg(long)]
+        detach: bool,
+    },
+    /// Stop a stack started with `up --detach`.
+    Down,
+    /// Submit a demo convert job (a test card generated in code) to the running stack, show its
+    /// progress and download the result.
+    Demo,
+}
+
+#[derive(Subcommand)]
+enum DlqCommand {
+    /// List dead letters (oldest first).
+    List {
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+    /// Publish a dead letter's job to its queue again; ID is its DLQ sequence or job id.
+    Replay { id: String },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum ImageFormatArg {
+    Webp,
+    Png,
+    Jpeg,
+}
+
+impl From<ImageFormatArg> for ImageFormat {
+    fn from(arg: ImageFormatArg) -> Self {
+        match arg {
+            ImageFormatArg::Webp => ImageFormat::Webp,
+            ImageFormatArg::Png => ImageFormat::Png,
+            ImageFormatArg::Jpeg => ImageFormat::Jpeg,
+        }
+    }
+}
+
+fn main() -> std::process::ExitCode {
+    stack::load_stack_env();
+    let cli = Cli::parse();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    match runtime.block_on(run(cli)) {
+        Ok(code) => code,
+        Err(err) => {
+            eprintln!("error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn connect() -> anyhow::Result<Client> {
+    let config = NatsConfig::from_env();
+    Client::connect(&config).await.with_context(|| {
+        format!(
+            "connecting to NATS at {} (is the stack up? `lightbox up --detach`)",
+            config.url
+        )
+    })
+}
+
+async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
+    use std::process::ExitCode;
+    match cli.command {
+        Command::Submit {
+            function,
+            job,
+            queue,
+            watch,
+        } => {
+            let client = connect().await?;
+            let envelope = envelope_from_text(function, &job)?;
+            let queue = queue.unwrap_or_else(|| default_queue(function, &envelope.request));
+            let id = client.submit(&queue, &envelope).await?;
+            println!("{id}");
+            if watch {
+                return watch_job(&client, &id.to_string(), Duration::from_secs(3600)).await;
+            }
+        }
+        Command::Watch { job_id, timeout } => {
+            let client = connect().await?;
+            return watch_job(&client, &job_id, Duration::from_secs(timeout)).await;
+        }
+        Command::Status { job_id } => {
+            let client = connect().await?;
+            match client.status(&job_id).await? {
+                Some(event) => println!("{}", serde_json::to_string_pretty(&event)?),
+                None => bail!("no job {job_id} is known"),
+            }
+        }
+        Command::Cancel { job_id } => {
+            let client = connect().await?;
+            let event = client.cancel(&job_id).await?;
+            println!("{job_id}: {}", event.state.as_str());
+        }
+        Command::Dlq {
+            command: DlqCommand::List { limit },
+        } => {
+            let client = connect().await?;
+            let letters = client.dead_letters(limit).await?;
+            println!(
+                "{:>6}  {:<36}  {:<12}  {:>8}  ERROR",
+                "SEQ", "JOB", "QUEUE", "ATTEMPTS"
+            );
+            for letter in &letters {
+                println!(
+                    "{:>6}  {:<36}  {:<12}  {:>8}  {}",
+                    letter.seq, letter.job_id, letter.queue, letter.attempts, letter.error
+                );
+            }
+            eprintln!("{} dead letter(s)", letters.len());
+        }
+        Command::Dlq {
+            command: DlqCommand::Replay { id },
+        } => {
+            let client = connect().await?;
+            let letter = client.replay(&id).await?;
+            println!("replayed job {} to {}", letter.job_id, letter.queue);
+        }
+        Command::Queues => {
+            let client = connect().await?;
+            println!(
+                "{:<14} {:>8} {:>9} {:>8} {:>11}",
+                "QUEUE", "PENDING", "IN-FLIGHT", "WAITING", "REDELIVERED"
+            );
+            for queue in client.queues().await? {
+                println!(
+                    "{:<14} {:>8} {:>9} {:>8} {:>11}",
+                    queue.queue,
+                    queue.pending,
+                    queue.in_flight,
+                    queue.waiting_pulls,
+                    queue.redelivered
+                );
+            }
+        }
+        Command::Convert {
+            input,
+            output,
+            quality,
+            lossless,
+            resize,
+            format,
+            remote,
+        } => {
+            let format = match format {
+                Some(format) => format.into(),
+                None => output
+                    .extension()
+                    .and_then(|e| e.to_str())
+                    .and_then(ImageFormat::from_extension)
+                    .with_context(|| {
+                        format!(
+                            "cannot tell the format of {}: use .webp, .png or .jpg, or --format",
+                            output.display()
+                        )
+                    })?,
+            };
+            let params = ConvertParams {
+                format,
+                quality,
+                lossless,
+                resize,
+            };
+            let bytes =
+                std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
+            if remote {
+                return convert_remote(&input, &bytes, &output, params).await;
+            }
+            let started = std::time::Instant::now();
+            let converted = convert_bytes(&bytes, &params, &Limits::from_env())?;
+            write_atomically(&output, &converted.bytes)?;
+            println!(
+                "{} -> {}: {}x{} {:?}, {} bytes ({:.0}% of input), decode {:.1} ms, encode {:.1} ms, total {:.1} ms",
+                input.display(),
+                output.display(),
+                converted.width,
+                converted.height,
+                format,
+                converted.bytes.len(),
+                100.0 * converted.bytes.len() as f64 / bytes.len().max(1) as f64,
+                converted.decode_ms,
+                converted.encode_ms,
+                started.elapsed().as_secs_f64() * 1000.0
+            );
+        }
+        Command::Up { detach } => stack::up(detach).await?,
+        Command::Down => stack::down()?,
+        Command::Demo => return demo().await,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Accepts a bare request (wrapped in a new envelope) or a whole envelope (has `version`).
+fn envelope_from_text(function: Function, text: &str) -> anyhow::Result<Envelope> {
+    let raw = if Path::new(text).is_file() {
+        std::fs::read_to_string(text).with_context(|| format!("reading {text}"))?
+    } else {
+        text.to_owned()
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&raw).context("the job is not valid JSON")?;
+    if value.get("version").is_some() {
+        let envelope: Envelope = serde_json::from_value(value).context("invalid job envelope")?;
+        if envelope.version != ENVELOPE_VERSION {
+            bail!(
+                "envelope version {} is not supported (expected {ENVELOPE_VERSION})",
+                envelope.version
+            );
+        }
+        if envelope.function != function {
+            bail!(
+                "the envelope is for {} but you asked for {function}",
+                envelope.function
+            );
+        }
+        return Ok(envelope);
+    }
+    if function == Function::Convert {
+        serde_json::from_value::<ConvertRequest>(value.clone())
+            .context("invalid convert request")?;
+    }
+    Ok(Envelope::new(function, value))
+}
+
+/// The queue a function's jobs go to.
+fn default_queue(function: Function, request: &serde_json::Value) -> String {
+    match function {
+        Function::Convert => "convert".into(),
+        Function::Tessellate => "tessellate".into(),
+        Function::Render => {
+            let width = request
+                .pointer("/outputs/0/size/width")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            let height = request
+                .pointer("/outputs/0/size/height")
+                .and_then(|v| v.as_u64())
+                .unwrap_or(0);
+            let turntable = request
+                .pointer("/outputs/0/turntable")
+                .is_some_and(|v| !v.is_null());
+            shared::client::render_queue(width.max(height) as u32, turntable).into()
+        }
+    }
+}
+
+/// Follows a job to its end with a progress bar. Exit code 0 only if it succeeded.
+async fn watch_job(
+    client: &Client,
+    job_id: &str,
+    timeout: Duration,
+) -> anyhow::Result<std::process::ExitCode> {
+    let mut bar = progress::Bar::new(job_id);
+    let event = client
+        .wait(job_id, timeout, |event| bar.update(event))
+        .await?;
+    bar.finish(&event);
+    Ok(if event.state == JobState::Succeeded {
+        std::process::ExitCode::SUCCESS
+    } else {
+        std::process::ExitCode::FAILURE
+    })
+}
+
+/// Writes a file through a temporary sibling and a rename, so OUT is never half-written.
+fn write_atomically(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)?;
+    }
+    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
+    std::fs::write(&tmp, bytes).with_context(|| format!("writing {}", tmp.display()))?;
+    std::fs::rename(&tmp, path).with_context(|| format!("renaming to {}", path.display()))?;
+    Ok(())
+}
+
+/// Uploads an input under a content-addressed key (`inputs/cli/<hash>/<name>`).
+async fn upload_input(store: &Store, name: &Path, bytes: &[u8]) -> anyhow::Result<ObjectKey> {
+    let digest = hex::encode(&Sha256::digest(bytes)[..12]);
+    let file_name: String = name
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("input")
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "._-".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let key = ObjectKey::new(format!("inputs/cli/{digest}/{file_name}"))?;
+    store.put(&key, Bytes::copy_from_slice(bytes)).await?;
+    Ok(key)
+}
+
+async fn convert_remote(
+    input: &Path,
+    bytes: &[u8],
+    output: &Path,
+    params: ConvertParams,
+) -> anyhow::Result<std::process::ExitCode> {
+    let client = connect().await?;
+    let store = Store::connect(StoreConfig::from_env())?;
+    let key = upload_input(&store, input, bytes).await?;
+    let request = ConvertRequest {
+        input: key,
+        output: None,
+        format: params.format,
+        quality: params.quality,
+        lossless: params.lossless,
+        resize: params.resize,
+    };
+    let envelope = Envelope::new(Function::Convert, request);
+    let id = client.submit("convert", &envelope).await?;
+    eprintln!("submitted job {id} to convert");
+    let mut bar = progress::Bar::new(&id.to_string());
+    let event = client
+        .wait(&id.to_string(), Duration::from_secs(600), |event| {
+            bar.update(event)
+        })
+        .await?;
+    bar.finish(&event);
+    download_outputs(&store, &event, output).await
+}
+
+async fn download_outputs(
+    store: &Store,
+    event: &JobEvent,
+    output: &Path,
+) -> anyhow::Result<std::process::ExitCode> {
+    if event.state != JobState::Succeeded {
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    let key = ObjectKey::new(
+        event
+            .outputs
+            .first()
+            .context("the job reported no output")?
+            .clone(),
+    )?;
+    let bytes = store.get(&key, None).await?;
+    write_atomically(output, &bytes)?;
+    println!("{} ({} bytes, from {key})", output.display(), bytes.len());
+    Ok(std::process::ExitCode::SUCCESS)
+}
+
+async fn demo() -> anyhow::Result<std::process::ExitCode> {
+    let client = connect().await?;
+    let store = Store::connect(StoreConfig::from_env())?;
+    let card = lightbox_convert::samples::test_card_png(1024, 768);
+    let key = upload_input(&store, Path::new("test-card.png"), &card).await?;
+    println!(
+        "uploaded a generated 1024x768 test card: {key} ({} bytes)",
+        card.len()
+    );
+    let request = ConvertRequest {
+        input: key,
+        output: None,
+        format: ImageFormat::Webp,
+        quality: Some(90),
+        lossless: false,
+        resize: Some(Size {
+            width: 512,
+            height: 384,
+        }),
+    };
+    let envelope = Envelope::new(Function::Convert, request);
+    let id = client.submit("convert", &envelope).await?;
+    println!("submitted convert job {id}");
+    let mut bar = progress::Bar::new(&id.to_string());
+    let event = client
+        .wait(&id.to_string(), Duration::from_secs(120), |event| {
+            bar.update(event)
+        })
+        .await?;
+    bar.finish(&event);
+    let local = PathBuf::from(".lightbox/demo/test-card.webp");
+    let code = download_outputs(&store, &event, &local).await?;
+    if event.state == JobState::Succeeded {
+        println!(
+            "result: object {} in the store, downloaded to {}",
+            event.outputs[0],
+            local.display()
+        );
+        println!("status: lightbox status {id}    stop the stack: lightbox down");
+    }
+    Ok(code)
+}

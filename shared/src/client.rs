@@ -15,7 +15,10 @@ use crate::events::{JobEvent, JobState, Reporter};
 use crate::infra::{self, consumer_name, Infra, Overrides, DLQ_STREAM, EVENTS_STREAM, QUEUES};
 use crate::job::{Envelope, JobId};
 use crate::telemetry::TraceParent;
-use crate::worker::{CANCEL_SUBJECT_PREFIX, DLQ_HEADER_ATTEMPTS, DLQ_HEADER_ERROR, DLQ_HEADER_JOB, DLQ_HEADER_QUEUE, DLQ_HEADER_WORKER};
+use crate::worker::{
+    CANCEL_SUBJECT_PREFIX, DLQ_HEADER_ATTEMPTS, DLQ_HEADER_ERROR, DLQ_HEADER_JOB, DLQ_HEADER_QUEUE,
+    DLQ_HEADER_WORKER,
+};
 
 /// Why a submission was refused.
 #[derive(Debug, thiserror::Error)]
@@ -85,18 +88,38 @@ impl Client {
 
     pub async fn from_nats(nats: async_nats::Client, replicas: usize) -> anyhow::Result<Self> {
         let js = jetstream::new(nats.clone());
-        let infra = infra::ensure(&js, &Overrides { replicas: Some(replicas), ..Default::default() }).await?;
+        let infra = infra::ensure(
+            &js,
+            &Overrides {
+                replicas: Some(replicas),
+                ..Default::default()
+            },
+        )
+        .await?;
         Ok(Self { nats, js, infra })
     }
 
     fn reporter(&self) -> Reporter {
-        Reporter { js: self.js.clone(), kv: self.infra.kv.clone() }
+        Reporter {
+            js: self.js.clone(),
+            kv: self.infra.kv.clone(),
+        }
     }
 
     /// Publishes a job to a queue subject and records it as `queued`. The job id is the
     /// `Nats-Msg-Id`, so publishing the same envelope twice inside the dedupe window runs it once.
-    pub async fn submit<R: Serialize>(&self, subject: &str, envelope: &Envelope<R>) -> Result<JobId, SubmitError> {
-        self.submit_raw(subject, &envelope.id.to_string(), Bytes::from(envelope.to_json()), None).await?;
+    pub async fn submit<R: Serialize>(
+        &self,
+        subject: &str,
+        envelope: &Envelope<R>,
+    ) -> Result<JobId, SubmitError> {
+        self.submit_raw(
+            subject,
+            &envelope.id.to_string(),
+            Bytes::from(envelope.to_json()),
+            None,
+        )
+        .await?;
         Ok(envelope.id)
     }
 
@@ -116,26 +139,47 @@ impl Client {
             .js
             .publish_with_headers(subject.to_owned(), headers, payload.clone())
             .await
-            .map_err(|err| SubmitError::Publish { subject: subject.into(), source: err.into() })?
+            .map_err(|err| SubmitError::Publish {
+                subject: subject.into(),
+                source: err.into(),
+            })?
             .await;
         match ack {
             Ok(_) => {}
             Err(err) => {
                 let text = err.to_string();
                 let lowered = text.to_ascii_lowercase();
-                let full = lowered.contains("maximum") || lowered.contains("exceeded") || lowered.contains("limit");
+                let full = lowered.contains("maximum")
+                    || lowered.contains("exceeded")
+                    || lowered.contains("limit");
                 return Err(if full && err.kind() != PublishErrorKind::TimedOut {
-                    SubmitError::QueueFull { subject: subject.into(), detail: text }
+                    SubmitError::QueueFull {
+                        subject: subject.into(),
+                        detail: text,
+                    }
                 } else {
-                    SubmitError::Publish { subject: subject.into(), source: err.into() }
+                    SubmitError::Publish {
+                        subject: subject.into(),
+                        source: err.into(),
+                    }
                 });
             }
         }
         // Record `queued` only if no worker has reported yet (create fails if the key exists).
         if let Ok(envelope) = crate::job::parse_envelope(&payload) {
-            let event = JobEvent::new(envelope.id.to_string(), envelope.function.as_str(), JobState::Queued, 0, "publisher");
+            let event = JobEvent::new(
+                envelope.id.to_string(),
+                envelope.function.as_str(),
+                JobState::Queued,
+                0,
+                "publisher",
+            );
             if let Ok(bytes) = serde_json::to_vec(&event) {
-                let _ = self.infra.kv.create(crate::events::subject_token(&event.job_id), bytes.into()).await;
+                let _ = self
+                    .infra
+                    .kv
+                    .create(crate::events::subject_token(&event.job_id), bytes.into())
+                    .await;
             }
         }
         Ok(())
@@ -147,7 +191,10 @@ impl Client {
     }
 
     /// Every event of a job so far and then as they happen (an ordered consumer on `EVENTS`).
-    pub async fn watch(&self, job_id: &str) -> anyhow::Result<impl Stream<Item = anyhow::Result<JobEvent>>> {
+    pub async fn watch(
+        &self,
+        job_id: &str,
+    ) -> anyhow::Result<impl Stream<Item = anyhow::Result<JobEvent>>> {
         let stream = self.js.get_stream(EVENTS_STREAM).await?;
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
@@ -164,7 +211,12 @@ impl Client {
     }
 
     /// Waits for a job's terminal event, calling `on_event` for each event on the way.
-    pub async fn wait(&self, job_id: &str, timeout: Duration, mut on_event: impl FnMut(&JobEvent)) -> anyhow::Result<JobEvent> {
+    pub async fn wait(
+        &self,
+        job_id: &str,
+        timeout: Duration,
+        mut on_event: impl FnMut(&JobEvent),
+    ) -> anyhow::Result<JobEvent> {
         let events = self.watch(job_id).await?;
         tokio::pin!(events);
         let result = tokio::time::timeout(timeout, async {
@@ -178,7 +230,9 @@ impl Client {
             anyhow::bail!("event stream ended")
         })
         .await;
-        result.map_err(|_| anyhow::anyhow!("job {job_id} did not finish within {} s", timeout.as_secs()))?
+        result.map_err(|_| {
+            anyhow::anyhow!("job {job_id} did not finish within {} s", timeout.as_secs())
+        })?
     }
 
     /// Cancels a job: a queued job is skipped when it is pulled; a running one stops at its next
@@ -193,7 +247,15 @@ impl Client {
         let function = current.map(|c| c.function).unwrap_or_default();
         let event = JobEvent::new(job_id, &function, JobState::Cancelled, 0, "lightbox-cli");
         self.reporter().report(&event, true).await?;
-        self.nats.publish(format!("{CANCEL_SUBJECT_PREFIX}.{}", crate::events::subject_token(job_id)), Bytes::new()).await?;
+        self.nats
+            .publish(
+                format!(
+                    "{CANCEL_SUBJECT_PREFIX}.{}",
+                    crate::events::subject_token(job_id)
+                ),
+                Bytes::new(),
+            )
+            .await?;
         self.nats.flush().await?;
         Ok(event)
     }
@@ -220,7 +282,14 @@ impl Client {
                             pending += count as u64;
                         }
                     }
-                    infos.push(QueueInfo { queue: queue.to_owned(), consumer: name, pending, in_flight: 0, waiting_pulls: 0, redelivered: 0 });
+                    infos.push(QueueInfo {
+                        queue: queue.to_owned(),
+                        consumer: name,
+                        pending,
+                        in_flight: 0,
+                        waiting_pulls: 0,
+                        redelivered: 0,
+                    });
                 }
             }
         }
@@ -239,8 +308,15 @@ impl Client {
             if letters.len() >= limit {
                 break;
             }
-            let Ok(raw) = stream.get_raw_message(seq).await else { continue };
-            let header = |name: &str| raw.headers.get(name).map(|v| v.as_str().to_owned()).unwrap_or_default();
+            let Ok(raw) = stream.get_raw_message(seq).await else {
+                continue;
+            };
+            let header = |name: &str| {
+                raw.headers
+                    .get(name)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default()
+            };
             letters.push(DeadLetterInfo {
                 seq,
                 subject: raw.subject.to_string(),
@@ -265,7 +341,8 @@ impl Client {
         let stream = self.js.get_stream(DLQ_STREAM).await?;
         let raw = stream.get_raw_message(letter.seq).await?;
         let msg_id = format!("{}-replay-{}", letter.job_id, letter.seq);
-        self.submit_raw(&letter.queue, &msg_id, raw.payload.clone(), None).await?;
+        self.submit_raw(&letter.queue, &msg_id, raw.payload.clone(), None)
+            .await?;
         stream.delete_message(letter.seq).await?;
         Ok(letter)
     }

@@ -7,7 +7,10 @@ use crate::store::StoreConfig;
 
 /// Reads a variable or returns the default.
 pub fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name).ok().filter(|v| !v.is_empty()).unwrap_or_else(|| default.to_owned())
+    std::env::var(name)
+        .ok()
+        .filter(|v| !v.is_empty())
+        .unwrap_or_else(|| default.to_owned())
 }
 
 /// Reads and parses a variable; an unparsable value falls back to the default with a warning.
@@ -25,7 +28,10 @@ pub fn env_parse<T: FromStr>(name: &str, default: T) -> T {
 pub fn env_bool(name: &str, default: bool) -> bool {
     match std::env::var(name) {
         Ok(text) if !text.is_empty() => {
-            matches!(text.to_ascii_lowercase().as_str(), "1" | "true" | "yes" | "on")
+            matches!(
+                text.to_ascii_lowercase().as_str(),
+                "1" | "true" | "yes" | "on"
+            )
         }
         _ => default,
     }
@@ -61,7 +67,9 @@ impl NatsConfig {
             url: env_or("NATS_URL", "nats://127.0.0.1:4222"),
             creds_file: std::env::var("NATS_CREDS").ok().filter(|v| !v.is_empty()),
             user: std::env::var("NATS_USER").ok().filter(|v| !v.is_empty()),
-            password: std::env::var("NATS_PASSWORD").ok().filter(|v| !v.is_empty()),
+            password: std::env::var("NATS_PASSWORD")
+                .ok()
+                .filter(|v| !v.is_empty()),
             replicas: env_parse("LIGHTBOX_NATS_REPLICAS", 1),
         }
     }
@@ -80,7 +88,9 @@ impl NatsConfig {
         }
         let client = tokio::time::timeout(Duration::from_secs(30), options.connect(&self.url))
             .await
-            .map_err(|_| anyhow::anyhow!("could not connect to NATS at {} within 30 s", self.url))??;
+            .map_err(|_| {
+                anyhow::anyhow!("could not connect to NATS at {} within 30 s", self.url)
+            })??;
         Ok(client)
     }
 }
@@ -126,7 +136,9 @@ impl WorkerConfig {
                 .ok()
                 .and_then(|v| v.parse::<f64>().ok())
                 .map(Duration::from_secs_f64),
-            max_deliver: std::env::var("LIGHTBOX_MAX_DELIVER").ok().and_then(|v| v.parse().ok()),
+            max_deliver: std::env::var("LIGHTBOX_MAX_DELIVER")
+                .ok()
+                .and_then(|v| v.parse().ok()),
             max_ack_pending: std::env::var("LIGHTBOX_MAX_ACK_PENDING")
                 .ok()
                 .and_then(|v| v.parse().ok()),

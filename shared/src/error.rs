@@ -16,11 +16,15 @@ pub enum JobError {
 
 impl JobError {
     pub fn permanent(message: impl Into<String>) -> Self {
-        Self::Permanent { message: message.into() }
+        Self::Permanent {
+            message: message.into(),
+        }
     }
 
     pub fn retryable(message: impl Into<String>) -> Self {
-        Self::Retryable { message: message.into() }
+        Self::Retryable {
+            message: message.into(),
+        }
     }
 
     pub fn is_retryable(&self) -> bool {

@@ -2,6 +2,7 @@
 //! latest state per job is a KV entry, so one lookup answers "what happened to job X".
 
 use std::collections::BTreeMap;
+use std::future::IntoFuture;
 
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
@@ -40,7 +41,10 @@ impl JobState {
 
     /// Whether no further state follows.
     pub fn is_terminal(self) -> bool {
-        matches!(self, JobState::Succeeded | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Succeeded | JobState::Failed | JobState::Cancelled
+        )
     }
 }
 
@@ -97,7 +101,13 @@ pub struct JobEvent {
 }
 
 impl JobEvent {
-    pub fn new(job_id: impl Into<String>, function: &str, state: JobState, attempt: u64, worker: &str) -> Self {
+    pub fn new(
+        job_id: impl Into<String>,
+        function: &str,
+        state: JobState,
+        attempt: u64,
+        worker: &str,
+    ) -> Self {
         Self {
             job_id: job_id.into(),
             function: function.to_owned(),
@@ -129,7 +139,13 @@ pub fn event_subject(job_id: &str, state: JobState) -> String {
 pub fn subject_token(text: &str) -> String {
     let token: String = text
         .chars()
-        .map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+                c
+            } else {
+                '_'
+            }
+        })
         .take(128)
         .collect();
     if token.is_empty() {
@@ -147,14 +163,23 @@ pub struct Reporter {
 }
 
 impl Reporter {
-    /// Publishes an event and records it as the job's latest state. With `wait`, returns once the
-    /// server has stored both (terminal states); otherwise only the KV write is awaited.
+    /// Publishes an event and records it as the job's latest state (a KV put is a publish to
+    /// `$KV.jobs.<key>`). With `wait`, returns once the server has stored both (terminal states);
+    /// without, both are sent and not awaited (started, progress), which keeps the hot path short.
     pub async fn report(&self, event: &JobEvent, wait: bool) -> anyhow::Result<()> {
         let payload = Bytes::from(serde_json::to_vec(event)?);
-        let publish = self.js.publish(event.subject(), payload.clone()).await?;
-        self.kv.put(subject_token(&event.job_id), payload).await?;
+        let event_ack = self.js.publish(event.subject(), payload.clone()).await?;
+        let kv_subject = format!(
+            "$KV.{}.{}",
+            crate::infra::JOBS_BUCKET,
+            subject_token(&event.job_id)
+        );
+        let kv_ack = self.js.publish(kv_subject, payload).await?;
         if wait {
-            publish.await?;
+            let (event_stored, kv_stored) =
+                futures::join!(event_ack.into_future(), kv_ack.into_future());
+            event_stored?;
+            kv_stored?;
         }
         Ok(())
     }
@@ -174,8 +199,14 @@ mod tests {
 
     #[test]
     fn subjects_are_safe() {
-        assert_eq!(event_subject("abc-1", JobState::Started), "events.job.abc-1.started");
-        assert_eq!(event_subject("a.b*c>", JobState::Failed), "events.job.a_b_c_.failed");
+        assert_eq!(
+            event_subject("abc-1", JobState::Started),
+            "events.job.abc-1.started"
+        );
+        assert_eq!(
+            event_subject("a.b*c>", JobState::Failed),
+            "events.job.a_b_c_.failed"
+        );
         assert_eq!(subject_token(""), "_");
     }
 

@@ -22,10 +22,22 @@ pub const EVENTS_STREAM_JSON: &str = include_str!("../../infra/nats/events.strea
 pub const DLQ_STREAM_JSON: &str = include_str!("../../infra/nats/dlq.stream.json");
 pub const JOBS_KV_JSON: &str = include_str!("../../infra/nats/jobs.kv.json");
 const CONSUMERS: [(&str, &str); 4] = [
-    ("convert", include_str!("../../infra/nats/consumer.convert.json")),
-    ("tessellate", include_str!("../../infra/nats/consumer.tessellate.json")),
-    ("render.light", include_str!("../../infra/nats/consumer.render-light.json")),
-    ("render.heavy", include_str!("../../infra/nats/consumer.render-heavy.json")),
+    (
+        "convert",
+        include_str!("../../infra/nats/consumer.convert.json"),
+    ),
+    (
+        "tessellate",
+        include_str!("../../infra/nats/consumer.tessellate.json"),
+    ),
+    (
+        "render.light",
+        include_str!("../../infra/nats/consumer.render-light.json"),
+    ),
+    (
+        "render.heavy",
+        include_str!("../../infra/nats/consumer.render-heavy.json"),
+    ),
 ];
 
 /// The work-queue subjects, in the order operators list them.
@@ -54,13 +66,17 @@ fn stream_config(json: &str, overrides: &Overrides) -> anyhow::Result<stream::Co
 }
 
 /// The committed consumer definition for a queue, with overrides applied.
-pub fn consumer_config(queue: &str, overrides: &Overrides) -> anyhow::Result<consumer::pull::Config> {
+pub fn consumer_config(
+    queue: &str,
+    overrides: &Overrides,
+) -> anyhow::Result<consumer::pull::Config> {
     let json = CONSUMERS
         .iter()
         .find(|(name, _)| *name == queue)
         .map(|(_, json)| *json)
         .with_context(|| format!("no consumer is defined for queue {queue:?}"))?;
-    let mut config: consumer::pull::Config = serde_json::from_str(json).context("parsing consumer config")?;
+    let mut config: consumer::pull::Config =
+        serde_json::from_str(json).context("parsing consumer config")?;
     if let Some(ack_wait) = overrides.ack_wait {
         config.ack_wait = ack_wait;
     }
@@ -129,8 +145,15 @@ pub async fn ensure(js: &jetstream::Context, overrides: &Overrides) -> anyhow::R
         .create_or_update_key_value(kv_config(overrides)?)
         .await
         .context("creating or updating KV bucket jobs")?;
-    let jobs = js.get_stream(JOBS_STREAM).await.context("opening stream JOBS")?;
-    Ok(Infra { js: js.clone(), jobs, kv })
+    let jobs = js
+        .get_stream(JOBS_STREAM)
+        .await
+        .context("opening stream JOBS")?;
+    Ok(Infra {
+        js: js.clone(),
+        jobs,
+        kv,
+    })
 }
 
 /// Creates or updates the durable consumer for a queue from its committed definition.
@@ -155,18 +178,35 @@ mod tests {
         let jobs = stream_config(JOBS_STREAM_JSON, &overrides).unwrap();
         assert_eq!(jobs.retention, stream::RetentionPolicy::WorkQueue);
         assert_eq!(jobs.discard, stream::DiscardPolicy::New);
-        assert!(jobs.discard_new_per_subject, "a full queue must refuse new jobs, never drop queued ones");
+        assert!(
+            jobs.discard_new_per_subject,
+            "a full queue must refuse new jobs, never drop queued ones"
+        );
         assert!(jobs.max_messages > 0 && jobs.max_bytes > 0 && jobs.max_messages_per_subject > 0);
         for queue in QUEUES {
-            assert!(jobs.subjects.iter().any(|s| s == queue), "JOBS must carry {queue}");
+            assert!(
+                jobs.subjects.iter().any(|s| s == queue),
+                "JOBS must carry {queue}"
+            );
             let consumer = consumer_config(queue, &overrides).unwrap();
             assert_eq!(consumer.filter_subject, queue);
-            assert_eq!(consumer.durable_name.as_deref(), Some(consumer_name(queue).as_str()));
+            assert_eq!(
+                consumer.durable_name.as_deref(),
+                Some(consumer_name(queue).as_str())
+            );
             assert_eq!(consumer.ack_policy, consumer::AckPolicy::Explicit);
             assert!(consumer.max_ack_pending > 0 && consumer.max_deliver > 1);
         }
-        assert_eq!(stream_config(EVENTS_STREAM_JSON, &overrides).unwrap().subjects, ["events.job.>"]);
-        assert_eq!(stream_config(DLQ_STREAM_JSON, &overrides).unwrap().subjects, ["dlq.>"]);
+        assert_eq!(
+            stream_config(EVENTS_STREAM_JSON, &overrides)
+                .unwrap()
+                .subjects,
+            ["events.job.>"]
+        );
+        assert_eq!(
+            stream_config(DLQ_STREAM_JSON, &overrides).unwrap().subjects,
+            ["dlq.>"]
+        );
         assert_eq!(kv_config(&overrides).unwrap().bucket, JOBS_BUCKET);
     }
 
@@ -181,7 +221,12 @@ mod tests {
         let consumer = consumer_config("convert", &overrides).unwrap();
         assert_eq!(consumer.ack_wait, Duration::from_secs(2));
         assert_eq!((consumer.max_deliver, consumer.max_ack_pending), (2, 7));
-        assert_eq!(stream_config(JOBS_STREAM_JSON, &overrides).unwrap().num_replicas, 3);
+        assert_eq!(
+            stream_config(JOBS_STREAM_JSON, &overrides)
+                .unwrap()
+                .num_replicas,
+            3
+        );
         assert_eq!(kv_config(&overrides).unwrap().num_replicas, 3);
     }
 }

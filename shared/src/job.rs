@@ -13,7 +13,9 @@ use crate::error::JobError;
 pub const ENVELOPE_VERSION: u32 = 1;
 
 /// A job id: a UUID v7, so ids sort by submission time.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize, JsonSchema,
+)]
 #[serde(transparent)]
 pub struct JobId(pub Uuid);
 
@@ -136,7 +138,11 @@ pub fn parse_envelope(payload: &[u8]) -> Result<Envelope, JobError> {
     let head: EnvelopeHead = serde_json::from_slice(payload)
         .map_err(|err| JobError::permanent(format!("job is not a JSON object: {err}")))?;
     match head.version {
-        None => return Err(JobError::permanent("job envelope is missing field `version`")),
+        None => {
+            return Err(JobError::permanent(
+                "job envelope is missing field `version`",
+            ))
+        }
         Some(serde_json::Value::Number(n)) if n.as_u64() == Some(ENVELOPE_VERSION as u64) => {}
         Some(other) => {
             return Err(JobError::permanent(format!(
@@ -155,8 +161,7 @@ pub fn parse_envelope(payload: &[u8]) -> Result<Envelope, JobError> {
 pub fn parse_request<R: serde::de::DeserializeOwned>(
     request: &serde_json::Value,
 ) -> Result<R, JobError> {
-    R::deserialize(request)
-        .map_err(|err| JobError::permanent(format!("invalid request: {err}")))
+    R::deserialize(request).map_err(|err| JobError::permanent(format!("invalid request: {err}")))
 }
 
 /// Milliseconds since the Unix epoch.
@@ -193,7 +198,10 @@ mod tests {
         let cases: [(&[u8], &str); 5] = [
             (b"not json", "not a JSON object"),
             (br#"{"id":"x"}"#, "missing field `version`"),
-            (br#"{"version":7,"id":"x"}"#, "unsupported envelope version 7"),
+            (
+                br#"{"version":7,"id":"x"}"#,
+                "unsupported envelope version 7",
+            ),
             (br#"{"version":1}"#, "missing field `id`"),
             (
                 br#"{"version":1,"id":"0190a0e0-0000-7000-8000-000000000000","request":{}}"#,
@@ -203,7 +211,10 @@ mod tests {
         for (payload, expected) in cases {
             let err = parse_envelope(payload).unwrap_err();
             assert!(!err.is_retryable());
-            assert!(err.to_string().contains(expected), "{err} should contain {expected}");
+            assert!(
+                err.to_string().contains(expected),
+                "{err} should contain {expected}"
+            );
         }
     }
 }

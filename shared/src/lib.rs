@@ -31,6 +31,7 @@ pub mod events;
 pub mod infra;
 pub mod job;
 pub mod requests;
+pub mod schemas;
 pub mod store;
 pub mod telemetry;
 pub mod worker;
@@ -38,4 +39,3 @@ pub mod worker;
 pub use error::JobError;
 pub use job::{Envelope, Function, JobId};
 pub use store::{ObjectKey, Store, StoreConfig};
-

@@ -58,8 +58,15 @@ impl std::str::FromStr for Size {
         let (w, h) = text
             .split_once(['x', 'X'])
             .ok_or_else(|| format!("size {text:?} is not WxH (for example 512x512)"))?;
-        let parse = |s: &str| s.trim().parse::<u32>().map_err(|_| format!("size {text:?} is not WxH"));
-        let size = Size { width: parse(w)?, height: parse(h)? };
+        let parse = |s: &str| {
+            s.trim()
+                .parse::<u32>()
+                .map_err(|_| format!("size {text:?} is not WxH"))
+        };
+        let size = Size {
+            width: parse(w)?,
+            height: parse(h)?,
+        };
         if size.width == 0 || size.height == 0 {
             return Err(format!("size {text:?} must be at least 1x1"));
         }
@@ -96,7 +103,13 @@ mod tests {
 
     #[test]
     fn sizes_parse() {
-        assert_eq!("512x256".parse::<Size>().unwrap(), Size { width: 512, height: 256 });
+        assert_eq!(
+            "512x256".parse::<Size>().unwrap(),
+            Size {
+                width: 512,
+                height: 256
+            }
+        );
         assert!("512".parse::<Size>().is_err());
         assert!("0x5".parse::<Size>().is_err());
     }

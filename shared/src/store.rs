@@ -74,7 +74,8 @@ impl ObjectKey {
     /// The extension of the file name, lower-cased, if any.
     pub fn extension(&self) -> Option<String> {
         let name = self.file_name();
-        name.rsplit_once('.').map(|(_, ext)| ext.to_ascii_lowercase())
+        name.rsplit_once('.')
+            .map(|(_, ext)| ext.to_ascii_lowercase())
     }
 }
 
@@ -128,8 +129,14 @@ impl fmt::Debug for S3Settings {
             .field("endpoint", &self.endpoint)
             .field("bucket", &self.bucket)
             .field("region", &self.region)
-            .field("access_key_id", &self.access_key_id.as_ref().map(|_| "<set>"))
-            .field("secret_access_key", &self.secret_access_key.as_ref().map(|_| "<redacted>"))
+            .field(
+                "access_key_id",
+                &self.access_key_id.as_ref().map(|_| "<set>"),
+            )
+            .field(
+                "secret_access_key",
+                &self.secret_access_key.as_ref().map(|_| "<redacted>"),
+            )
             .field("path_style", &self.path_style)
             .field("allow_http", &self.allow_http)
             .finish()
@@ -152,7 +159,9 @@ pub const DEFAULT_PREFIXES: &str = "inputs/,outputs/,cache/,models/";
 impl Default for StoreConfig {
     fn default() -> Self {
         Self {
-            backend: StoreBackend::Local { root: PathBuf::from(".lightbox/store") },
+            backend: StoreBackend::Local {
+                root: PathBuf::from(".lightbox/store"),
+            },
             allowed_prefixes: split_prefixes(DEFAULT_PREFIXES),
             max_object_bytes: 512 * 1024 * 1024,
         }
@@ -160,7 +169,11 @@ impl Default for StoreConfig {
 }
 
 fn split_prefixes(text: &str) -> Vec<String> {
-    text.split(',').map(str::trim).filter(|p| !p.is_empty()).map(str::to_owned).collect()
+    text.split(',')
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 impl StoreConfig {
@@ -168,9 +181,14 @@ impl StoreConfig {
     /// variables documented in README.
     pub fn from_env() -> Self {
         let defaults = Self::default();
-        let backend = match std::env::var("LIGHTBOX_S3_BUCKET").ok().filter(|b| !b.is_empty()) {
+        let backend = match std::env::var("LIGHTBOX_S3_BUCKET")
+            .ok()
+            .filter(|b| !b.is_empty())
+        {
             Some(bucket) => StoreBackend::S3(S3Settings {
-                endpoint: std::env::var("LIGHTBOX_S3_ENDPOINT").ok().filter(|e| !e.is_empty()),
+                endpoint: std::env::var("LIGHTBOX_S3_ENDPOINT")
+                    .ok()
+                    .filter(|e| !e.is_empty()),
                 bucket,
                 region: env_or("LIGHTBOX_S3_REGION", "us-east-1"),
                 access_key_id: std::env::var("AWS_ACCESS_KEY_ID").ok(),
@@ -184,7 +202,10 @@ impl StoreConfig {
         };
         Self {
             backend,
-            allowed_prefixes: split_prefixes(&env_or("LIGHTBOX_ALLOWED_PREFIXES", DEFAULT_PREFIXES)),
+            allowed_prefixes: split_prefixes(&env_or(
+                "LIGHTBOX_ALLOWED_PREFIXES",
+                DEFAULT_PREFIXES,
+            )),
             max_object_bytes: env_parse("LIGHTBOX_MAX_OBJECT_BYTES", defaults.max_object_bytes),
         }
     }
@@ -200,7 +221,9 @@ pub struct Store {
 
 impl fmt::Debug for Store {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Store").field("config", &self.config).finish()
+        f.debug_struct("Store")
+            .field("config", &self.config)
+            .finish()
     }
 }
 
@@ -230,13 +253,20 @@ impl Store {
                 Arc::new(builder.build()?)
             }
         };
-        Ok(Self { inner, config: Arc::new(config) })
+        Ok(Self {
+            inner,
+            config: Arc::new(config),
+        })
     }
 
     /// Checks a key against the allowed prefixes.
     pub fn check(&self, key: &ObjectKey) -> Result<(), JobError> {
         let allowed = &self.config.allowed_prefixes;
-        if allowed.is_empty() || allowed.iter().any(|prefix| key.as_str().starts_with(prefix.as_str())) {
+        if allowed.is_empty()
+            || allowed
+                .iter()
+                .any(|prefix| key.as_str().starts_with(prefix.as_str()))
+        {
             Ok(())
         } else {
             Err(JobError::permanent(format!(
@@ -255,8 +285,14 @@ impl Store {
     /// A missing object is a permanent error; a store fault is retryable.
     pub async fn get(&self, key: &ObjectKey, max_bytes: Option<u64>) -> Result<Bytes, JobError> {
         self.check(key)?;
-        let limit = max_bytes.unwrap_or(self.config.max_object_bytes).min(self.config.max_object_bytes);
-        let result = self.inner.get(&Self::path(key)?).await.map_err(|err| classify(key, err))?;
+        let limit = max_bytes
+            .unwrap_or(self.config.max_object_bytes)
+            .min(self.config.max_object_bytes);
+        let result = self
+            .inner
+            .get(&Self::path(key)?)
+            .await
+            .map_err(|err| classify(key, err))?;
         if result.meta.size > limit {
             return Err(JobError::permanent(format!(
                 "input object {key} is {} bytes, over the limit of {limit} bytes",
@@ -341,19 +377,35 @@ mod tests {
         .unwrap();
         let key = ObjectKey::new("outputs/a.bin").unwrap();
         store.put(&key, Bytes::from_static(b"hello")).await.unwrap();
-        assert_eq!(store.get(&key, None).await.unwrap(), Bytes::from_static(b"hello"));
+        assert_eq!(
+            store.get(&key, None).await.unwrap(),
+            Bytes::from_static(b"hello")
+        );
         assert!(store.exists(&key).await.unwrap());
 
         let big = ObjectKey::new("outputs/big.bin").unwrap();
-        store.put(&big, Bytes::from_static(b"0123456789")).await.unwrap();
-        assert!(store.get(&big, None).await.unwrap_err().to_string().contains("over the limit"));
+        store
+            .put(&big, Bytes::from_static(b"0123456789"))
+            .await
+            .unwrap();
+        assert!(store
+            .get(&big, None)
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("over the limit"));
 
         let missing = ObjectKey::new("inputs/none").unwrap();
         let err = store.get(&missing, None).await.unwrap_err();
         assert!(!err.is_retryable() && err.to_string().contains("not found"));
 
         let outside = ObjectKey::new("secrets/key").unwrap();
-        assert!(store.put(&outside, Bytes::new()).await.unwrap_err().to_string().contains("allowed prefixes"));
+        assert!(store
+            .put(&outside, Bytes::new())
+            .await
+            .unwrap_err()
+            .to_string()
+            .contains("allowed prefixes"));
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -13,9 +13,15 @@ pub fn init() {
         .with_env_filter(EnvFilter::new(filter))
         .with_writer(std::io::stderr)
         .with_target(false);
-    let json = std::env::var("LIGHTBOX_LOG_FORMAT").map(|f| f == "json").unwrap_or(false);
+    let json = std::env::var("LIGHTBOX_LOG_FORMAT")
+        .map(|f| f == "json")
+        .unwrap_or(false);
     let _ = if json {
-        builder.json().flatten_event(true).with_current_span(true).try_init()
+        builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .try_init()
     } else {
         builder.try_init()
     };
@@ -52,12 +58,20 @@ impl TraceParent {
 
     /// A new trace with a random id.
     pub fn new_root() -> Self {
-        Self { trace_id: random_hex(16), parent_id: random_hex(8), flags: "01".into() }
+        Self {
+            trace_id: random_hex(16),
+            parent_id: random_hex(8),
+            flags: "01".into(),
+        }
     }
 
     /// The header for work this job starts: same trace, a new span id.
     pub fn child(&self) -> Self {
-        Self { trace_id: self.trace_id.clone(), parent_id: random_hex(8), flags: self.flags.clone() }
+        Self {
+            trace_id: self.trace_id.clone(),
+            parent_id: random_hex(8),
+            flags: self.flags.clone(),
+        }
     }
 
     pub fn header(&self) -> String {
@@ -82,8 +96,12 @@ mod tests {
         let child = parsed.child();
         assert_eq!(child.trace_id, parsed.trace_id);
         assert_ne!(child.parent_id, parsed.parent_id);
-        for bad in ["", "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", "00-0000-00f067aa0ba902b7-01",
-            "00-00000000000000000000000000000000-00f067aa0ba902b7-01"] {
+        for bad in [
+            "",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "00-0000-00f067aa0ba902b7-01",
+            "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+        ] {
             assert!(TraceParent::parse(bad).is_none(), "{bad}");
         }
     }

@@ -36,7 +36,10 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Self { max_input_bytes: 64 * 1024 * 1024, max_pixels: 64 * 1024 * 1024 }
+        Self {
+            max_input_bytes: 64 * 1024 * 1024,
+            max_pixels: 64 * 1024 * 1024,
+        }
     }
 }
 
@@ -45,7 +48,10 @@ impl Limits {
     pub fn from_env() -> Self {
         let defaults = Self::default();
         Self {
-            max_input_bytes: env_parse("LIGHTBOX_CONVERT_MAX_INPUT_BYTES", defaults.max_input_bytes),
+            max_input_bytes: env_parse(
+                "LIGHTBOX_CONVERT_MAX_INPUT_BYTES",
+                defaults.max_input_bytes,
+            ),
             max_pixels: env_parse("LIGHTBOX_CONVERT_MAX_PIXELS", defaults.max_pixels),
         }
     }
@@ -62,7 +68,12 @@ pub struct ConvertParams {
 
 impl ConvertParams {
     pub fn from_request(request: &ConvertRequest) -> Self {
-        Self { format: request.format, quality: request.quality, lossless: request.lossless, resize: request.resize }
+        Self {
+            format: request.format,
+            quality: request.quality,
+            lossless: request.lossless,
+            resize: request.resize,
+        }
     }
 }
 
@@ -76,11 +87,17 @@ pub enum ConvertError {
     #[error("image of {width}x{height} pixels is over the limit of {limit} pixels")]
     TooManyPixels { width: u32, height: u32, limit: u64 },
     #[error("could not decode the {format} input: {reason}")]
-    Decode { format: &'static str, reason: String },
+    Decode {
+        format: &'static str,
+        reason: String,
+    },
     #[error("invalid parameters: {0}")]
     Parameters(String),
     #[error("could not encode {format}: {reason}")]
-    Encode { format: &'static str, reason: String },
+    Encode {
+        format: &'static str,
+        reason: String,
+    },
 }
 
 /// A converted image.
@@ -105,42 +122,73 @@ fn format_name(format: image::ImageFormat) -> Option<&'static str> {
 
 /// Decodes, optionally resizes, and encodes one image, refusing inputs over the limits before
 /// spending memory on them.
-pub fn convert_bytes(input: &[u8], params: &ConvertParams, limits: &Limits) -> Result<Converted, ConvertError> {
+pub fn convert_bytes(
+    input: &[u8],
+    params: &ConvertParams,
+    limits: &Limits,
+) -> Result<Converted, ConvertError> {
     if input.len() as u64 > limits.max_input_bytes {
-        return Err(ConvertError::InputTooLarge { size: input.len() as u64, limit: limits.max_input_bytes });
+        return Err(ConvertError::InputTooLarge {
+            size: input.len() as u64,
+            limit: limits.max_input_bytes,
+        });
     }
     let quality = params.quality.unwrap_or(90);
     if !(1..=100).contains(&quality) {
-        return Err(ConvertError::Parameters(format!("quality {quality} is outside 1-100")));
+        return Err(ConvertError::Parameters(format!(
+            "quality {quality} is outside 1-100"
+        )));
     }
     if params.lossless && params.format == ImageFormat::Jpeg {
         return Err(ConvertError::Parameters("JPEG cannot be lossless".into()));
     }
     if let Some(size) = params.resize {
         if size.width == 0 || size.height == 0 {
-            return Err(ConvertError::Parameters("resize must be at least 1x1".into()));
+            return Err(ConvertError::Parameters(
+                "resize must be at least 1x1".into(),
+            ));
         }
         if size.width as u64 * size.height as u64 > limits.max_pixels {
-            return Err(ConvertError::TooManyPixels { width: size.width, height: size.height, limit: limits.max_pixels });
+            return Err(ConvertError::TooManyPixels {
+                width: size.width,
+                height: size.height,
+                limit: limits.max_pixels,
+            });
         }
     }
 
     let decode_start = Instant::now();
-    let reader = ImageReader::new(Cursor::new(input)).with_guessed_format().map_err(|_| ConvertError::UnknownFormat)?;
-    let input_format = reader.format().and_then(format_name).ok_or(ConvertError::UnknownFormat)?;
-    let decode_err = |err: image::ImageError| ConvertError::Decode { format: input_format, reason: err.to_string() };
+    let reader = ImageReader::new(Cursor::new(input))
+        .with_guessed_format()
+        .map_err(|_| ConvertError::UnknownFormat)?;
+    let input_format = reader
+        .format()
+        .and_then(format_name)
+        .ok_or(ConvertError::UnknownFormat)?;
+    let decode_err = |err: image::ImageError| ConvertError::Decode {
+        format: input_format,
+        reason: err.to_string(),
+    };
     let mut decoder = reader.into_decoder().map_err(decode_err)?;
     // The header's claimed size is checked before any pixel memory is allocated.
     let (width, height) = decoder.dimensions();
     if width as u64 * height as u64 > limits.max_pixels {
-        return Err(ConvertError::TooManyPixels { width, height, limit: limits.max_pixels });
+        return Err(ConvertError::TooManyPixels {
+            width,
+            height,
+            limit: limits.max_pixels,
+        });
     }
     let mut image_limits = image::Limits::default();
     image_limits.max_alloc = Some(limits.max_pixels.saturating_mul(16).max(1 << 20));
     decoder.set_limits(image_limits).map_err(decode_err)?;
     let mut image = DynamicImage::from_decoder(decoder).map_err(decode_err)?;
     if let Some(size) = params.resize {
-        image = image.resize_exact(size.width, size.height, image::imageops::FilterType::Lanczos3);
+        image = image.resize_exact(
+            size.width,
+            size.height,
+            image::imageops::FilterType::Lanczos3,
+        );
     }
     let decode_ms = decode_start.elapsed().as_secs_f64() * 1000.0;
 
@@ -157,7 +205,12 @@ pub fn convert_bytes(input: &[u8], params: &ConvertParams, limits: &Limits) -> R
 }
 
 /// Encodes an image in the requested format.
-pub fn encode(image: &DynamicImage, format: ImageFormat, quality: u8, lossless: bool) -> Result<Vec<u8>, ConvertError> {
+pub fn encode(
+    image: &DynamicImage,
+    format: ImageFormat,
+    quality: u8,
+    lossless: bool,
+) -> Result<Vec<u8>, ConvertError> {
     match format {
         ImageFormat::Webp => {
             let has_alpha = image.color().has_alpha();
@@ -165,11 +218,19 @@ pub fn encode(image: &DynamicImage, format: ImageFormat, quality: u8, lossless: 
             let memory = if has_alpha {
                 let rgba = image.to_rgba8();
                 let encoder = webp::Encoder::from_rgba(&rgba, width, height);
-                if lossless { encoder.encode_lossless() } else { encoder.encode(quality as f32) }
+                if lossless {
+                    encoder.encode_lossless()
+                } else {
+                    encoder.encode(quality as f32)
+                }
             } else {
                 let rgb = image.to_rgb8();
                 let encoder = webp::Encoder::from_rgb(&rgb, width, height);
-                if lossless { encoder.encode_lossless() } else { encoder.encode(quality as f32) }
+                if lossless {
+                    encoder.encode_lossless()
+                } else {
+                    encoder.encode(quality as f32)
+                }
             };
             Ok(memory.to_vec())
         }
@@ -177,7 +238,10 @@ pub fn encode(image: &DynamicImage, format: ImageFormat, quality: u8, lossless: 
             let mut out = Vec::new();
             image
                 .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
-                .map_err(|err| ConvertError::Encode { format: "png", reason: err.to_string() })?;
+                .map_err(|err| ConvertError::Encode {
+                    format: "png",
+                    reason: err.to_string(),
+                })?;
             Ok(out)
         }
         ImageFormat::Jpeg => {
@@ -185,7 +249,10 @@ pub fn encode(image: &DynamicImage, format: ImageFormat, quality: u8, lossless: 
             let mut out = Vec::new();
             let encoder = image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, quality);
             rgb.write_with_encoder(encoder)
-                .map_err(|err| ConvertError::Encode { format: "jpeg", reason: err.to_string() })?;
+                .map_err(|err| ConvertError::Encode {
+                    format: "jpeg",
+                    reason: err.to_string(),
+                })?;
             Ok(out)
         }
     }
@@ -198,7 +265,11 @@ pub fn derived_output_key(input: &[u8], params: &ConvertParams) -> ObjectKey {
     hasher.update(input);
     hasher.update(serde_json::to_vec(params).expect("params serialise"));
     let digest = hex::encode(&hasher.finalize()[..16]);
-    ObjectKey::new(format!("outputs/convert/{digest}.{}", params.format.extension())).expect("derived key is valid")
+    ObjectKey::new(format!(
+        "outputs/convert/{digest}.{}",
+        params.format.extension()
+    ))
+    .expect("derived key is valid")
 }
 
 /// The queue handler: read the input from the store, convert, write the output.
@@ -215,7 +286,10 @@ impl Handler for ConvertHandler {
     async fn handle(&self, job: Job<ConvertRequest>) -> Result<Outcome, JobError> {
         let Job { request, ctx } = job;
         let fetch_start = Instant::now();
-        let input = ctx.store.get(&request.input, Some(self.limits.max_input_bytes)).await?;
+        let input = ctx
+            .store
+            .get(&request.input, Some(self.limits.max_input_bytes))
+            .await?;
         let fetch_ms = fetch_start.elapsed().as_secs_f64() * 1000.0;
         if let Some(output) = &request.output {
             ctx.store.check(output)?;
@@ -224,15 +298,19 @@ impl Handler for ConvertHandler {
         let params = ConvertParams::from_request(&request);
         let limits = self.limits;
         let input_for_worker: Bytes = input.clone();
-        let converted = tokio::task::spawn_blocking(move || convert_bytes(&input_for_worker, &params, &limits))
-            .await
-            .map_err(|err| JobError::permanent(format!("conversion crashed: {err}")))?
-            .map_err(|err| JobError::permanent(err.to_string()))?;
+        let converted =
+            tokio::task::spawn_blocking(move || convert_bytes(&input_for_worker, &params, &limits))
+                .await
+                .map_err(|err| JobError::permanent(format!("conversion crashed: {err}")))?
+                .map_err(|err| JobError::permanent(err.to_string()))?;
         ctx.progress(2, 3, None, "converted");
         if ctx.is_cancelled() {
             return Err(JobError::Cancelled);
         }
-        let key = request.output.clone().unwrap_or_else(|| derived_output_key(&input, &params));
+        let key = request
+            .output
+            .clone()
+            .unwrap_or_else(|| derived_output_key(&input, &params));
         let upload_start = Instant::now();
         let size = converted.bytes.len();
         ctx.store.put(&key, Bytes::from(converted.bytes)).await?;
@@ -258,7 +336,6 @@ impl Handler for ConvertHandler {
     }
 }
 
-
 /// Generated sample inputs for demos and tests.
 pub mod samples {
     /// A gradient test card as PNG, generated in code (the Quick start's demo input).
@@ -267,10 +344,17 @@ pub mod samples {
             let u = x as f32 / width.max(1) as f32;
             let v = y as f32 / height.max(1) as f32;
             let checker = ((x / 32 + y / 32) % 2) as f32 * 0.15;
-            image::Rgba([(255.0 * u) as u8, (255.0 * v) as u8, (255.0 * (0.6 - checker)) as u8, 255])
+            image::Rgba([
+                (255.0 * u) as u8,
+                (255.0 * v) as u8,
+                (255.0 * (0.6 - checker)) as u8,
+                255,
+            ])
         });
         let mut out = Vec::new();
-        image.write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png).expect("png encodes");
+        image
+            .write_to(&mut std::io::Cursor::new(&mut out), image::ImageFormat::Png)
+            .expect("png encodes");
         out
     }
 
@@ -282,7 +366,11 @@ pub mod samples {
         ihdr.extend_from_slice(&height.to_be_bytes());
         ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
         chunk(&mut out, b"IHDR", &ihdr);
-        chunk(&mut out, b"IDAT", &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01]);
+        chunk(
+            &mut out,
+            b"IDAT",
+            &[0x78, 0x9c, 0x03, 0x00, 0x00, 0x00, 0x00, 0x01],
+        );
         chunk(&mut out, b"IEND", &[]);
         out
     }
@@ -300,7 +388,11 @@ pub mod samples {
         for &byte in bytes {
             crc ^= byte as u32;
             for _ in 0..8 {
-                crc = if crc & 1 != 0 { 0xedb8_8320 ^ (crc >> 1) } else { crc >> 1 };
+                crc = if crc & 1 != 0 {
+                    0xedb8_8320 ^ (crc >> 1)
+                } else {
+                    crc >> 1
+                };
             }
         }
         crc
@@ -312,21 +404,41 @@ mod tests {
     use super::*;
 
     fn png(width: u32, height: u32) -> Vec<u8> {
-        let image = image::RgbaImage::from_fn(width, height, |x, y| image::Rgba([(x * 7) as u8, (y * 3) as u8, 128, 255]));
+        let image = image::RgbaImage::from_fn(width, height, |x, y| {
+            image::Rgba([(x * 7) as u8, (y * 3) as u8, 128, 255])
+        });
         let mut out = Vec::new();
-        image.write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png).unwrap();
+        image
+            .write_to(&mut Cursor::new(&mut out), image::ImageFormat::Png)
+            .unwrap();
         out
     }
 
     fn params(format: ImageFormat) -> ConvertParams {
-        ConvertParams { format, quality: None, lossless: false, resize: None }
+        ConvertParams {
+            format,
+            quality: None,
+            lossless: false,
+            resize: None,
+        }
     }
 
     #[test]
     fn converts_between_formats_and_resizes() {
         let input = png(64, 32);
         for format in [ImageFormat::Webp, ImageFormat::Png, ImageFormat::Jpeg] {
-            let out = convert_bytes(&input, &ConvertParams { resize: Some(Size { width: 16, height: 8 }), ..params(format) }, &Limits::default()).unwrap();
+            let out = convert_bytes(
+                &input,
+                &ConvertParams {
+                    resize: Some(Size {
+                        width: 16,
+                        height: 8,
+                    }),
+                    ..params(format)
+                },
+                &Limits::default(),
+            )
+            .unwrap();
             let decoded = image::load_from_memory(&out.bytes).unwrap();
             assert_eq!((decoded.width(), decoded.height()), (16, 8), "{format:?}");
             assert_eq!(out.input_format, "png");
@@ -336,7 +448,15 @@ mod tests {
     #[test]
     fn lossless_webp_keeps_every_pixel() {
         let input = png(33, 17);
-        let out = convert_bytes(&input, &ConvertParams { lossless: true, ..params(ImageFormat::Webp) }, &Limits::default()).unwrap();
+        let out = convert_bytes(
+            &input,
+            &ConvertParams {
+                lossless: true,
+                ..params(ImageFormat::Webp)
+            },
+            &Limits::default(),
+        )
+        .unwrap();
         let original = image::load_from_memory(&input).unwrap().to_rgba8();
         let decoded = image::load_from_memory(&out.bytes).unwrap().to_rgba8();
         assert_eq!(original, decoded);
@@ -344,24 +464,59 @@ mod tests {
 
     #[test]
     fn refuses_bad_inputs_with_clear_errors() {
-        let limits = Limits { max_input_bytes: 1 << 20, max_pixels: 10_000 };
-        assert_eq!(convert_bytes(b"hello", &params(ImageFormat::Png), &limits).unwrap_err(), ConvertError::UnknownFormat);
+        let limits = Limits {
+            max_input_bytes: 1 << 20,
+            max_pixels: 10_000,
+        };
+        assert_eq!(
+            convert_bytes(b"hello", &params(ImageFormat::Png), &limits).unwrap_err(),
+            ConvertError::UnknownFormat
+        );
         let big = png(200, 200);
-        assert!(matches!(convert_bytes(&big, &params(ImageFormat::Png), &limits), Err(ConvertError::TooManyPixels { width: 200, height: 200, .. })));
+        assert!(matches!(
+            convert_bytes(&big, &params(ImageFormat::Png), &limits),
+            Err(ConvertError::TooManyPixels {
+                width: 200,
+                height: 200,
+                ..
+            })
+        ));
         let mut truncated = png(50, 50);
         truncated.truncate(truncated.len() / 2);
-        assert!(matches!(convert_bytes(&truncated, &params(ImageFormat::Png), &limits), Err(ConvertError::Decode { .. })));
-        let tiny = Limits { max_input_bytes: 10, max_pixels: 10 };
-        assert!(matches!(convert_bytes(&big, &params(ImageFormat::Png), &tiny), Err(ConvertError::InputTooLarge { .. })));
-        let bad_quality = ConvertParams { quality: Some(0), ..params(ImageFormat::Webp) };
-        assert!(convert_bytes(&png(4, 4), &bad_quality, &limits).unwrap_err().to_string().contains("quality"));
+        assert!(matches!(
+            convert_bytes(&truncated, &params(ImageFormat::Png), &limits),
+            Err(ConvertError::Decode { .. })
+        ));
+        let tiny = Limits {
+            max_input_bytes: 10,
+            max_pixels: 10,
+        };
+        assert!(matches!(
+            convert_bytes(&big, &params(ImageFormat::Png), &tiny),
+            Err(ConvertError::InputTooLarge { .. })
+        ));
+        let bad_quality = ConvertParams {
+            quality: Some(0),
+            ..params(ImageFormat::Webp)
+        };
+        assert!(convert_bytes(&png(4, 4), &bad_quality, &limits)
+            .unwrap_err()
+            .to_string()
+            .contains("quality"));
     }
 
     #[test]
     fn a_header_claiming_huge_dimensions_is_refused_before_decoding() {
         let bomb = crate::samples::png_with_claimed_size(100_000, 100_000);
         let err = convert_bytes(&bomb, &params(ImageFormat::Webp), &Limits::default()).unwrap_err();
-        assert_eq!(err, ConvertError::TooManyPixels { width: 100_000, height: 100_000, limit: Limits::default().max_pixels });
+        assert_eq!(
+            err,
+            ConvertError::TooManyPixels {
+                width: 100_000,
+                height: 100_000,
+                limit: Limits::default().max_pixels
+            }
+        );
     }
 
     #[test]
@@ -369,8 +524,20 @@ mod tests {
         let input = png(8, 8);
         let a = derived_output_key(&input, &params(ImageFormat::Webp));
         assert_eq!(a, derived_output_key(&input, &params(ImageFormat::Webp)));
-        assert_ne!(a, derived_output_key(&input, &ConvertParams { quality: Some(50), ..params(ImageFormat::Webp) }));
-        assert_ne!(a, derived_output_key(&png(9, 8), &params(ImageFormat::Webp)));
+        assert_ne!(
+            a,
+            derived_output_key(
+                &input,
+                &ConvertParams {
+                    quality: Some(50),
+                    ..params(ImageFormat::Webp)
+                }
+            )
+        );
+        assert_ne!(
+            a,
+            derived_output_key(&png(9, 8), &params(ImageFormat::Webp))
+        );
         assert!(a.as_str().starts_with("outputs/convert/") && a.as_str().ends_with(".webp"));
     }
 }

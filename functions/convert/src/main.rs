@@ -4,5 +4,8 @@ use lightbox_convert::{ConvertHandler, Limits};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::worker::run(ConvertHandler { limits: Limits::from_env() }).await
+    shared::worker::run(ConvertHandler {
+        limits: Limits::from_env(),
+    })
+    .await
 }

@@ -40,21 +40,31 @@ pub struct DeadLetter {
 
 /// Header values cannot hold line breaks; keep them short and on one line.
 fn header_value(text: &str) -> String {
-    text.chars().map(|c| if c.is_control() { ' ' } else { c }).take(1000).collect()
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .take(1000)
+        .collect()
 }
 
 /// Publishes a dead letter and waits for the server to store it. Deduplicated per job id.
 pub async fn publish(js: &jetstream::Context, letter: &DeadLetter) -> anyhow::Result<()> {
     let mut headers = HeaderMap::new();
-    headers.insert("Nats-Msg-Id", format!("dlq-{}-{}", letter.job_id, letter.source_seq).as_str());
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("dlq-{}-{}", letter.job_id, letter.source_seq).as_str(),
+    );
     headers.insert(DLQ_HEADER_JOB, header_value(&letter.job_id).as_str());
     headers.insert(DLQ_HEADER_ERROR, header_value(&letter.error).as_str());
     headers.insert(DLQ_HEADER_ATTEMPTS, letter.attempts.to_string().as_str());
     headers.insert(DLQ_HEADER_WORKER, header_value(&letter.worker).as_str());
     headers.insert(DLQ_HEADER_QUEUE, header_value(&letter.queue).as_str());
-    js.publish_with_headers(format!("dlq.{}", letter.function), headers, letter.payload.clone())
-        .await?
-        .await?;
+    js.publish_with_headers(
+        format!("dlq.{}", letter.function),
+        headers,
+        letter.payload.clone(),
+    )
+    .await?
+    .await?;
     Ok(())
 }
 
@@ -67,13 +77,19 @@ struct MaxDeliveriesAdvisory {
 /// Messages that reach `max_deliver` without a final ack (the worker died on every try) would
 /// sit in a work-queue stream forever. The server announces them; one instance per consumer
 /// (a queue group) moves each to the dead-letter stream, records the failure and deletes it.
-pub(super) async fn spawn_max_deliveries_watcher<H: Handler>(shared: Arc<Shared<H>>) -> anyhow::Result<()> {
+pub(super) async fn spawn_max_deliveries_watcher<H: Handler>(
+    shared: Arc<Shared<H>>,
+) -> anyhow::Result<()> {
     let consumer = consumer_name(&shared.config.queue);
     let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{consumer}");
-    let mut sub = shared.client.queue_subscribe(subject, format!("lightbox-dlq-{consumer}")).await?;
+    let mut sub = shared
+        .client
+        .queue_subscribe(subject, format!("lightbox-dlq-{consumer}"))
+        .await?;
     tokio::spawn(async move {
         while let Some(message) = sub.next().await {
-            let Ok(advisory) = serde_json::from_slice::<MaxDeliveriesAdvisory>(&message.payload) else {
+            let Ok(advisory) = serde_json::from_slice::<MaxDeliveriesAdvisory>(&message.payload)
+            else {
                 continue;
             };
             if let Err(err) = dead_letter_exhausted(&shared, &advisory).await {
@@ -84,7 +100,10 @@ pub(super) async fn spawn_max_deliveries_watcher<H: Handler>(shared: Arc<Shared<
     Ok(())
 }
 
-async fn dead_letter_exhausted<H: Handler>(shared: &Shared<H>, advisory: &MaxDeliveriesAdvisory) -> anyhow::Result<()> {
+async fn dead_letter_exhausted<H: Handler>(
+    shared: &Shared<H>,
+    advisory: &MaxDeliveriesAdvisory,
+) -> anyhow::Result<()> {
     let raw = match shared.infra.jobs.get_raw_message(advisory.stream_seq).await {
         Ok(raw) => raw,
         // Already gone: another path settled it.
@@ -93,15 +112,28 @@ async fn dead_letter_exhausted<H: Handler>(shared: &Shared<H>, advisory: &MaxDel
     let job_id = parse_envelope(&raw.payload)
         .map(|e| e.id.to_string())
         .ok()
-        .or_else(|| raw.headers.get("Nats-Msg-Id").map(|v| v.as_str().to_owned()))
+        .or_else(|| {
+            raw.headers
+                .get("Nats-Msg-Id")
+                .map(|v| v.as_str().to_owned())
+        })
         .unwrap_or_else(|| format!("seq-{}", advisory.stream_seq));
     let error = format!(
         "no attempt finished: gave up after {} deliveries (worker crashed or lost its lease each time)",
         advisory.deliveries
     );
     let function = H::FUNCTION.as_str();
-    let mut event = JobEvent::new(&job_id, function, JobState::Failed, advisory.deliveries, &shared.config.instance);
-    event.error = Some(ErrorInfo { kind: "retryable".into(), message: error.clone() });
+    let mut event = JobEvent::new(
+        &job_id,
+        function,
+        JobState::Failed,
+        advisory.deliveries,
+        &shared.config.instance,
+    );
+    event.error = Some(ErrorInfo {
+        kind: "retryable".into(),
+        message: error.clone(),
+    });
     shared.reporter.report(&event, true).await?;
     let letter = DeadLetter {
         job_id: job_id.clone(),
@@ -114,9 +146,16 @@ async fn dead_letter_exhausted<H: Handler>(shared: &Shared<H>, advisory: &MaxDel
         payload: raw.payload.clone(),
     };
     publish(&shared.infra.js, &letter).await?;
-    shared.infra.jobs.delete_message(advisory.stream_seq).await?;
+    shared
+        .infra
+        .jobs
+        .delete_message(advisory.stream_seq)
+        .await?;
     shared.counters.failed.fetch_add(1, Ordering::Relaxed);
-    shared.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+    shared
+        .counters
+        .dead_lettered
+        .fetch_add(1, Ordering::Relaxed);
     info!(job_id = %job_id, deliveries = advisory.deliveries, "exhausted job moved to the dead-letter stream");
     Ok(())
 }

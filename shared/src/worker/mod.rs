@@ -22,7 +22,10 @@ use serde::de::DeserializeOwned;
 use tokio::sync::{watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, error, info, warn, Instrument};
 
-pub use dlq::{DeadLetter, DLQ_HEADER_ATTEMPTS, DLQ_HEADER_ERROR, DLQ_HEADER_JOB, DLQ_HEADER_QUEUE, DLQ_HEADER_WORKER};
+pub use dlq::{
+    DeadLetter, DLQ_HEADER_ATTEMPTS, DLQ_HEADER_ERROR, DLQ_HEADER_JOB, DLQ_HEADER_QUEUE,
+    DLQ_HEADER_WORKER,
+};
 
 use crate::config::WorkerConfig;
 use crate::error::JobError;
@@ -58,7 +61,10 @@ pub trait Handler: Send + Sync + 'static {
     const DEFAULT_CONCURRENCY: usize;
 
     /// Runs one job. Bad input is `JobError::Permanent`; passing faults are `JobError::Retryable`.
-    fn handle(&self, job: Job<Self::Request>) -> impl Future<Output = Result<Outcome, JobError>> + Send;
+    fn handle(
+        &self,
+        job: Job<Self::Request>,
+    ) -> impl Future<Output = Result<Outcome, JobError>> + Send;
 }
 
 /// One job as a handler sees it: the typed request plus its context.
@@ -85,7 +91,12 @@ pub struct JobContext {
 impl JobContext {
     /// Reports progress; the runtime publishes it as a `progress` event (rate-limited).
     pub fn progress(&self, done: u64, total: u64, eta_ms: Option<u64>, message: impl Into<String>) {
-        let _ = self.progress.send(Some(Progress { done, total, eta_ms, message: message.into() }));
+        let _ = self.progress.send(Some(Progress {
+            done,
+            total,
+            eta_ms,
+            message: message.into(),
+        }));
     }
 
     /// Whether the job was cancelled, hit its deadline, or the worker is giving it up.
@@ -176,8 +187,12 @@ impl Worker {
     pub async fn start<H: Handler>(config: WorkerConfig, handler: H) -> anyhow::Result<Self> {
         let started = Instant::now();
         let name = format!("lightbox-{}", H::FUNCTION);
-        let client = config.nats.connect(&format!("{name}:{}", config.instance)).await?;
-        let store = Store::connect(config.store.clone()).context("connecting to the object store")?;
+        let client = config
+            .nats
+            .connect(&format!("{name}:{}", config.instance))
+            .await?;
+        let store =
+            Store::connect(config.store.clone()).context("connecting to the object store")?;
         let js = jetstream::new(client.clone());
         let overrides = Overrides {
             replicas: Some(config.nats.replicas),
@@ -192,7 +207,10 @@ impl Worker {
         let (abandon, _) = watch::channel(false);
         let shared = Arc::new(Shared {
             handler: Arc::new(handler),
-            reporter: Reporter { js: js.clone(), kv: infra.kv.clone() },
+            reporter: Reporter {
+                js: js.clone(),
+                kv: infra.kv.clone(),
+            },
             ack_wait: consumer_config.ack_wait,
             max_deliver: u64::try_from(consumer_config.max_deliver).unwrap_or(u64::MAX),
             config,
@@ -203,7 +221,8 @@ impl Worker {
             running: Mutex::new(HashMap::new()),
             abandon,
         });
-        let service = service::register(&shared.client, &name, &shared.config, counters.clone()).await?;
+        let service =
+            service::register(&shared.client, &name, &shared.config, counters.clone()).await?;
         dlq::spawn_max_deliveries_watcher(shared.clone()).await?;
         spawn_cancel_listener(shared.clone()).await?;
         let (stop, stop_rx) = watch::channel(false);
@@ -213,7 +232,12 @@ impl Worker {
             startup_ms = started.elapsed().as_secs_f64() * 1000.0,
             "consuming"
         );
-        Ok(Self { stop, task, counters, client })
+        Ok(Self {
+            stop,
+            task,
+            counters,
+            client,
+        })
     }
 
     /// Stops pulling, waits for running jobs up to the drain grace, Naks the rest, and returns.
@@ -247,6 +271,9 @@ async fn wait_for_signal() {
     }
 }
 
+/// Jobs running at least this long are settled with a double ack.
+const DOUBLE_ACK_AFTER_MS: f64 = 1000.0;
+
 /// How long one pull request waits at the server for messages.
 const PULL_EXPIRES: Duration = Duration::from_secs(10);
 /// Idle heartbeat the server sends while a pull request waits; missing ones mean the consumer
@@ -265,7 +292,8 @@ async fn pull_loop<H: Handler>(
         max_deliver: shared.config.max_deliver,
         max_ack_pending: shared.config.max_ack_pending,
     };
-    let mut consumer = infra::ensure_consumer(&shared.infra.jobs, &shared.config.queue, &overrides).await?;
+    let mut consumer =
+        infra::ensure_consumer(&shared.infra.jobs, &shared.config.queue, &overrides).await?;
     let inbox = shared.client.new_inbox();
     let mut inbox_sub = shared.client.subscribe(inbox.clone()).await?;
     let mut jobs = tokio::task::JoinSet::new();
@@ -302,7 +330,13 @@ async fn pull_loop<H: Handler>(
                 Ok(None) => anyhow::bail!("NATS subscription closed"),
                 Err(_) => {
                     warn!("no heartbeat from the consumer; binding again");
-                    match infra::ensure_consumer(&shared.infra.jobs, &shared.config.queue, &overrides).await {
+                    match infra::ensure_consumer(
+                        &shared.infra.jobs,
+                        &shared.config.queue,
+                        &overrides,
+                    )
+                    .await
+                    {
                         Ok(fresh) => consumer = fresh,
                         Err(err) => warn!(error = %err, "binding the consumer failed"),
                     }
@@ -314,7 +348,10 @@ async fn pull_loop<H: Handler>(
             match message.status {
                 None | Some(StatusCode::OK) => {
                     let permit = permits.pop().expect("a slot per requested message");
-                    let message = jetstream::Message { message, context: shared.infra.js.clone() };
+                    let message = jetstream::Message {
+                        message,
+                        context: shared.infra.js.clone(),
+                    };
                     jobs.spawn(process(shared.clone(), message, permit));
                 }
                 Some(StatusCode::IDLE_HEARTBEAT) => {}
@@ -324,7 +361,12 @@ async fn pull_loop<H: Handler>(
                     debug!(%status, %description, "pull request ended");
                     if description.to_ascii_lowercase().contains("deleted") {
                         warn!("consumer was deleted; binding again");
-                        consumer = infra::ensure_consumer(&shared.infra.jobs, &shared.config.queue, &overrides).await?;
+                        consumer = infra::ensure_consumer(
+                            &shared.infra.jobs,
+                            &shared.config.queue,
+                            &overrides,
+                        )
+                        .await?;
                     }
                     break;
                 }
@@ -337,22 +379,34 @@ async fn pull_loop<H: Handler>(
     // Stop pulling: dropping the subscription removes our interest, so the server forgets the
     // waiting request. Anything already delivered to us goes straight back.
     let _ = inbox_sub.unsubscribe().await;
-    while let Ok(Some(message)) = tokio::time::timeout(Duration::from_millis(50), inbox_sub.next()).await {
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(50), inbox_sub.next()).await
+    {
         if matches!(message.status, None | Some(StatusCode::OK)) {
-            let message = jetstream::Message { message, context: shared.infra.js.clone() };
+            let message = jetstream::Message {
+                message,
+                context: shared.infra.js.clone(),
+            };
             let _ = message.ack_with(AckKind::Nak(None)).await;
         }
     }
     let in_flight = jobs.len();
     if in_flight > 0 {
-        info!(in_flight, grace_s = shared.config.drain_grace.as_secs_f64(), "waiting for running jobs");
+        info!(
+            in_flight,
+            grace_s = shared.config.drain_grace.as_secs_f64(),
+            "waiting for running jobs"
+        );
     }
     let drained = tokio::time::timeout(shared.config.drain_grace, async {
         while jobs.join_next().await.is_some() {}
     })
     .await;
     if drained.is_err() {
-        warn!(remaining = jobs.len(), "drain grace over: giving running jobs back to the queue");
+        warn!(
+            remaining = jobs.len(),
+            "drain grace over: giving running jobs back to the queue"
+        );
         let _ = shared.abandon.send(true);
         while jobs.join_next().await.is_some() {}
     }
@@ -361,14 +415,27 @@ async fn pull_loop<H: Handler>(
 }
 
 /// Handles one delivered message from receipt to its final ack. Holds its slot until done.
-async fn process<H: Handler>(shared: Arc<Shared<H>>, message: jetstream::Message, permit: OwnedSemaphorePermit) {
+async fn process<H: Handler>(
+    shared: Arc<Shared<H>>,
+    message: jetstream::Message,
+    permit: OwnedSemaphorePermit,
+) {
     let received = Instant::now();
-    let info = message.info().ok().map(|i| (i.delivered.max(1) as u64, i.stream_sequence));
+    let info = message
+        .info()
+        .ok()
+        .map(|i| (i.delivered.max(1) as u64, i.stream_sequence));
     let (attempt, stream_seq) = info.unwrap_or((1, 0));
     let header = |name: &str| {
-        message.headers.as_ref().and_then(|h| h.get(name)).map(|v| v.as_str().to_owned())
+        message
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(name))
+            .map(|v| v.as_str().to_owned())
     };
-    let trace = header("traceparent").and_then(|h| TraceParent::parse(&h)).unwrap_or_else(TraceParent::new_root);
+    let trace = header("traceparent")
+        .and_then(|h| TraceParent::parse(&h))
+        .unwrap_or_else(TraceParent::new_root);
     let header_id = header("Nats-Msg-Id");
     let parsed = parse_envelope(&message.payload);
     let job_id = match &parsed {
@@ -376,18 +443,30 @@ async fn process<H: Handler>(shared: Arc<Shared<H>>, message: jetstream::Message
         // A malformed envelope is reported under whatever id it carries, else its Nats-Msg-Id.
         Err(_) => serde_json::from_slice::<serde_json::Value>(&message.payload)
             .ok()
-            .and_then(|value| value.get("id").and_then(|id| id.as_str()).map(str::to_owned))
+            .and_then(|value| {
+                value
+                    .get("id")
+                    .and_then(|id| id.as_str())
+                    .map(str::to_owned)
+            })
             .or(header_id)
             .unwrap_or_else(|| format!("seq-{stream_seq}")),
     };
     let function = H::FUNCTION.as_str();
-    let span = tracing::info_span!("job", job_id = %job_id, function, attempt, trace_id = %trace.trace_id);
+    let span =
+        tracing::info_span!("job", job_id = %job_id, function, attempt, trace_id = %trace.trace_id);
     async move {
         let in_flight = shared.counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
-        shared.counters.max_in_flight.fetch_max(in_flight, Ordering::SeqCst);
+        shared
+            .counters
+            .max_in_flight
+            .fetch_max(in_flight, Ordering::SeqCst);
         let trace_id = trace.trace_id.clone();
         let verdict = run_job(&shared, &message, parsed, &job_id, attempt, trace, received).await;
-        finish(&shared, &message, &job_id, attempt, stream_seq, verdict, received, &trace_id).await;
+        finish(
+            &shared, &message, &job_id, attempt, stream_seq, verdict, received, &trace_id,
+        )
+        .await;
         shared.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
         drop(permit);
     }
@@ -421,7 +500,9 @@ async fn run_job<H: Handler>(
     if envelope.function != H::FUNCTION {
         return Verdict::Failed(JobError::permanent(format!(
             "job is for function {} but was queued on {} (served by {})",
-            envelope.function, message.subject, H::FUNCTION
+            envelope.function,
+            message.subject,
+            H::FUNCTION
         )));
     }
     // A job cancelled while queued, or finished by an earlier delivery, does not run again.
@@ -435,18 +516,34 @@ async fn run_job<H: Handler>(
         Err(err) => return Verdict::Failed(err),
     };
     shared.counters.started.fetch_add(1, Ordering::Relaxed);
-    let mut started = JobEvent::new(job_id, H::FUNCTION.as_str(), JobState::Started, attempt, &shared.config.instance);
+    let mut started = JobEvent::new(
+        job_id,
+        H::FUNCTION.as_str(),
+        JobState::Started,
+        attempt,
+        &shared.config.instance,
+    );
     started.trace_id = Some(trace.trace_id.clone());
     if envelope.submitted_at_ms > 0 {
-        started.timings_ms.insert("queue".into(), now_ms().saturating_sub(envelope.submitted_at_ms) as f64);
+        started.timings_ms.insert(
+            "queue".into(),
+            now_ms().saturating_sub(envelope.submitted_at_ms) as f64,
+        );
     }
     if let Err(err) = shared.reporter.report(&started, false).await {
         warn!(error = %err, "could not report start");
     }
-    info!(queue_wait_ms = started.timings_ms.get("queue").copied().unwrap_or(0.0), "started");
+    info!(
+        queue_wait_ms = started.timings_ms.get("queue").copied().unwrap_or(0.0),
+        "started"
+    );
 
     let cancelled = Arc::new(AtomicBool::new(false));
-    shared.running.lock().expect("running map").insert(job_id.to_owned(), cancelled.clone());
+    shared
+        .running
+        .lock()
+        .expect("running map")
+        .insert(job_id.to_owned(), cancelled.clone());
     let (progress_tx, mut progress_rx) = watch::channel(None);
     let ctx = JobContext {
         id: envelope.id,
@@ -460,13 +557,19 @@ async fn run_job<H: Handler>(
     };
     let handler = shared.handler.clone();
     let mut task = tokio::spawn(
-        async move { handler.handle(Job { request, ctx }).await }.instrument(tracing::Span::current()),
+        async move { handler.handle(Job { request, ctx }).await }
+            .instrument(tracing::Span::current()),
     );
 
     // Keep the lease alive for the whole job, publish progress, watch deadline and drain.
     let heartbeat_every = (shared.ack_wait / 3).max(Duration::from_millis(200));
-    let mut heartbeat = tokio::time::interval_at(tokio::time::Instant::now() + heartbeat_every, heartbeat_every);
-    let deadline = envelope.deadline_ms.map(|ms| tokio::time::Instant::from_std(received) + Duration::from_millis(ms));
+    let mut heartbeat = tokio::time::interval_at(
+        tokio::time::Instant::now() + heartbeat_every,
+        heartbeat_every,
+    );
+    let deadline = envelope
+        .deadline_ms
+        .map(|ms| tokio::time::Instant::from_std(received) + Duration::from_millis(ms));
     let mut abandon = shared.abandon.subscribe();
     // Progress is published at most every 250 ms, whatever rate the handler reports at.
     let mut progress_tick = tokio::time::interval(Duration::from_millis(250));
@@ -557,19 +660,30 @@ async fn finish<H: Handler>(
             report_final(shared, &event).await;
             shared.counters.succeeded.fetch_add(1, Ordering::Relaxed);
             info!(run_ms, outputs = ?event.outputs, "succeeded");
-            // Double ack: the server confirms, so a lease that expired meanwhile is noticed.
-            if let Err(err) = message.double_ack().await {
-                warn!(error = %err, "final ack was not confirmed; a redelivery will find the job done");
+            // Expensive jobs get a double ack: the server confirms, so a lease that expired
+            // meanwhile is noticed. Short jobs cannot outlive their lease; a plain ack will do.
+            if run_ms >= DOUBLE_ACK_AFTER_MS {
+                if let Err(err) = message.double_ack().await {
+                    warn!(error = %err, "final ack was not confirmed; a redelivery will find the job done");
+                }
+            } else if let Err(err) = message.ack().await {
+                warn!(error = %err, "final ack failed; a redelivery will find the job done");
             }
         }
         Verdict::AlreadyDone(state) => {
-            info!(state = state.as_str(), "already finished earlier; acknowledging");
+            info!(
+                state = state.as_str(),
+                "already finished earlier; acknowledging"
+            );
             let _ = message.double_ack().await;
         }
         Verdict::GiveBack => {
             info!("giving the job back to the queue");
             let mut event = new_event(JobState::Retrying);
-            event.error = Some(ErrorInfo { kind: "retryable".into(), message: "worker shutting down".into() });
+            event.error = Some(ErrorInfo {
+                kind: "retryable".into(),
+                message: "worker shutting down".into(),
+            });
             let _ = shared.reporter.report(&event, true).await;
             let _ = message.ack_with(AckKind::Nak(None)).await;
         }
@@ -581,9 +695,16 @@ async fn finish<H: Handler>(
             let _ = message.double_ack().await;
         }
         Verdict::Failed(err) if err.is_retryable() && attempt < shared.max_deliver => {
-            let delay = backoff(attempt, shared.config.backoff_base, shared.config.backoff_max);
+            let delay = backoff(
+                attempt,
+                shared.config.backoff_base,
+                shared.config.backoff_max,
+            );
             let mut event = new_event(JobState::Retrying);
-            event.error = Some(ErrorInfo { kind: err.kind().into(), message: err.to_string() });
+            event.error = Some(ErrorInfo {
+                kind: err.kind().into(),
+                message: err.to_string(),
+            });
             let _ = shared.reporter.report(&event, true).await;
             shared.counters.retried.fetch_add(1, Ordering::Relaxed);
             warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "retryable failure");
@@ -596,7 +717,10 @@ async fn finish<H: Handler>(
                 err.to_string()
             };
             let mut event = new_event(JobState::Failed);
-            event.error = Some(ErrorInfo { kind: err.kind().into(), message: message_text.clone() });
+            event.error = Some(ErrorInfo {
+                kind: err.kind().into(),
+                message: message_text.clone(),
+            });
             report_final(shared, &event).await;
             shared.counters.failed.fetch_add(1, Ordering::Relaxed);
             warn!(error = %message_text, "failed");
@@ -612,10 +736,15 @@ async fn finish<H: Handler>(
             };
             if let Err(err) = dlq::publish(&shared.infra.js, &letter).await {
                 error!(error = %err, "could not write the dead letter; leaving the job for redelivery");
-                let _ = message.ack_with(AckKind::Nak(Some(Duration::from_secs(5)))).await;
+                let _ = message
+                    .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+                    .await;
                 return;
             }
-            shared.counters.dead_lettered.fetch_add(1, Ordering::Relaxed);
+            shared
+                .counters
+                .dead_lettered
+                .fetch_add(1, Ordering::Relaxed);
             let _ = message.double_ack_with(AckKind::Term).await;
             // A work-queue stream drops terminated messages; delete explicitly in case it kept it.
             if stream_seq > 0 {
@@ -647,11 +776,24 @@ pub fn backoff(attempt: u64, base: Duration, max: Duration) -> Duration {
 }
 
 async fn spawn_cancel_listener<H: Handler>(shared: Arc<Shared<H>>) -> anyhow::Result<()> {
-    let mut sub = shared.client.subscribe(format!("{CANCEL_SUBJECT_PREFIX}.*")).await?;
+    let mut sub = shared
+        .client
+        .subscribe(format!("{CANCEL_SUBJECT_PREFIX}.*"))
+        .await?;
     tokio::spawn(async move {
         while let Some(message) = sub.next().await {
-            let job_id = message.subject.rsplit('.').next().unwrap_or_default().to_owned();
-            let flag = shared.running.lock().expect("running map").get(&job_id).cloned();
+            let job_id = message
+                .subject
+                .rsplit('.')
+                .next()
+                .unwrap_or_default()
+                .to_owned();
+            let flag = shared
+                .running
+                .lock()
+                .expect("running map")
+                .get(&job_id)
+                .cloned();
             if let Some(flag) = flag {
                 info!(job_id = %job_id, "cancelling running job");
                 flag.store(true, Ordering::SeqCst);
@@ -672,9 +814,13 @@ mod tests {
         for attempt in 1..=10 {
             let delay = backoff(attempt, base, max);
             let raw = (base * 2u32.pow(attempt as u32 - 1)).min(max);
-            assert!(delay <= raw && delay >= raw / 2, "attempt {attempt}: {delay:?} vs {raw:?}");
+            assert!(
+                delay <= raw && delay >= raw / 2,
+                "attempt {attempt}: {delay:?} vs {raw:?}"
+            );
         }
-        let samples: std::collections::HashSet<_> = (0..20).map(|_| backoff(3, base, max)).collect();
+        let samples: std::collections::HashSet<_> =
+            (0..20).map(|_| backoff(3, base, max)).collect();
         assert!(samples.len() > 1, "jitter must vary the delay");
     }
 }

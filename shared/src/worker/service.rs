@@ -35,7 +35,11 @@ pub(super) async fn register(
     let mut endpoint = service
         .endpoint_builder()
         .name("status")
-        .add(format!("lightbox.status.{}.{}", name, crate::events::subject_token(&config.instance)))
+        .add(format!(
+            "lightbox.status.{}.{}",
+            name,
+            crate::events::subject_token(&config.instance)
+        ))
         .await
         .map_err(|err| anyhow::anyhow!("adding status endpoint: {err}"))?;
     tokio::spawn(async move {
