@@ -104,6 +104,47 @@ async fn bare_loop(client: &Client, n: usize) -> f64 {
     rate
 }
 
+/// The bare loop plus the same per-job writes the runtime makes (status read, started and final
+/// events with their KV entries), 256 jobs at a time: shows what the outcome reporting costs.
+async fn bare_loop_with_reporting(client: &Client, n: usize) -> f64 {
+    publish_many(client, n).await;
+    let consumer = client
+        .infra
+        .jobs
+        .create_consumer(consumer::pull::Config {
+            durable_name: Some("bare".into()),
+            filter_subject: "convert".into(),
+            ack_policy: consumer::AckPolicy::Explicit,
+            max_ack_pending: 1024,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let reporter = shared::events::Reporter { js: client.js.clone(), kv: client.infra.kv.clone() };
+    let start = Instant::now();
+    let messages = consumer.messages().await.unwrap();
+    messages
+        .take(n)
+        .for_each_concurrent(256, |message| {
+            let reporter = reporter.clone();
+            async move {
+                let message = message.unwrap();
+                let envelope = shared::job::parse_envelope(&message.payload).unwrap();
+                let id = envelope.id.to_string();
+                let _ = reporter.status(&id).await;
+                let started = shared::events::JobEvent::new(&id, "convert", shared::events::JobState::Started, 1, "bare");
+                reporter.report(&started, false).await.unwrap();
+                let done = shared::events::JobEvent::new(&id, "convert", shared::events::JobState::Succeeded, 1, "bare");
+                reporter.report(&done, true).await.unwrap();
+                message.ack().await.unwrap();
+            }
+        })
+        .await;
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    client.infra.jobs.delete_consumer("bare").await.unwrap();
+    rate
+}
+
 fn rss_kb(pid: u32) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))
         .unwrap_or_default()
@@ -127,6 +168,7 @@ async fn main() -> anyhow::Result<()> {
     // 1. Throughput: bare pull+ack loop, then the runtime, on the same server and queue.
     let n = 5000;
     let bare = bare_loop(&client, n).await;
+    let bare_reporting = bare_loop_with_reporting(&client, n).await;
     publish_many(&client, n).await;
     let handled = Arc::new(AtomicU64::new(0));
     let mut config = worker_config(&nats, local_store(&store_dir), "convert", 256);

@@ -19,6 +19,8 @@ pub enum JobState {
     Queued,
     Started,
     Progress,
+    /// Waiting for another job (a tessellation) that will continue this one; holds no slot.
+    Waiting,
     /// A retryable failure; the job will run again after a backoff.
     Retrying,
     Succeeded,
@@ -32,6 +34,7 @@ impl JobState {
             JobState::Queued => "queued",
             JobState::Started => "started",
             JobState::Progress => "progress",
+            JobState::Waiting => "waiting",
             JobState::Retrying => "retrying",
             JobState::Succeeded => "succeeded",
             JobState::Failed => "failed",

@@ -105,6 +105,31 @@ pub struct Envelope<R = serde_json::Value> {
     /// Optional deadline in milliseconds for the whole job (a job past it is stopped and failed).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
+    /// A job to publish when this one succeeds (a continuation): how a render waits for a
+    /// tessellation without holding a render slot. If this job fails for good, the continued
+    /// job is failed with the reason.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub then: Option<Continuation>,
+}
+
+/// A follow-up job, published by the runtime after the job carrying it succeeds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Continuation {
+    /// Queue subject to publish the follow-up job to.
+    pub subject: String,
+    /// The follow-up job's whole envelope.
+    pub job: serde_json::Value,
+}
+
+impl Continuation {
+    /// The follow-up job's id, if its envelope has one.
+    pub fn job_id(&self) -> Option<String> {
+        self.job
+            .get("id")
+            .and_then(|id| id.as_str())
+            .map(str::to_owned)
+    }
 }
 
 impl<R: Serialize> Envelope<R> {
@@ -117,6 +142,7 @@ impl<R: Serialize> Envelope<R> {
             request,
             submitted_at_ms: now_ms(),
             deadline_ms: None,
+            then: None,
         }
     }
 

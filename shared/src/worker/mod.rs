@@ -31,7 +31,7 @@ use crate::config::WorkerConfig;
 use crate::error::JobError;
 use crate::events::{ErrorInfo, JobEvent, JobState, Progress, Reporter};
 use crate::infra::{self, Infra, Overrides};
-use crate::job::{now_ms, parse_envelope, parse_request, Envelope, Function, JobId};
+use crate::job::{now_ms, parse_envelope, parse_request, Continuation, Envelope, Function, JobId};
 use crate::store::Store;
 use crate::telemetry::TraceParent;
 
@@ -47,6 +47,9 @@ pub struct Outcome {
     pub result: serde_json::Value,
     /// Extra stage timings in milliseconds.
     pub timings_ms: Vec<(String, f64)>,
+    /// Set when the handler handed the job to another job that will continue it (see
+    /// [`crate::job::Continuation`]): the job is recorded as `waiting` and its message settled.
+    pub waiting_for: Option<String>,
 }
 
 /// A function's job handler.
@@ -462,11 +465,20 @@ async fn process<H: Handler>(
             .max_in_flight
             .fetch_max(in_flight, Ordering::SeqCst);
         let trace_id = trace.trace_id.clone();
+        let continuation = parsed
+            .as_ref()
+            .ok()
+            .and_then(|envelope| envelope.then.clone());
         let verdict = run_job(&shared, &message, parsed, &job_id, attempt, trace, received).await;
-        finish(
-            &shared, &message, &job_id, attempt, stream_seq, verdict, received, &trace_id,
-        )
-        .await;
+        let settle = Settle {
+            job_id: &job_id,
+            attempt,
+            stream_seq,
+            received,
+            trace_id: &trace_id,
+            continuation,
+        };
+        finish(&shared, &message, verdict, settle).await;
         shared.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
         drop(permit);
     }
@@ -631,18 +643,31 @@ async fn run_job<H: Handler>(
     }
 }
 
+/// What `finish` needs to know about a delivery besides its verdict.
+struct Settle<'a> {
+    job_id: &'a str,
+    attempt: u64,
+    stream_seq: u64,
+    received: Instant,
+    trace_id: &'a str,
+    continuation: Option<Continuation>,
+}
+
 /// Reports the verdict and settles the message: Ack, Nak with backoff, or Term plus dead letter.
-#[allow(clippy::too_many_arguments)]
 async fn finish<H: Handler>(
     shared: &Arc<Shared<H>>,
     message: &jetstream::Message,
-    job_id: &str,
-    attempt: u64,
-    stream_seq: u64,
     verdict: Verdict,
-    received: Instant,
-    trace_id: &str,
+    settle: Settle<'_>,
 ) {
+    let Settle {
+        job_id,
+        attempt,
+        stream_seq,
+        received,
+        trace_id,
+        continuation,
+    } = settle;
     let function = H::FUNCTION.as_str();
     let worker = shared.config.instance.as_str();
     let new_event = |state: JobState| {
@@ -652,7 +677,28 @@ async fn finish<H: Handler>(
     };
     let run_ms = received.elapsed().as_secs_f64() * 1000.0;
     match verdict {
+        Verdict::Succeeded(outcome) if outcome.waiting_for.is_some() => {
+            let waiting_for = outcome.waiting_for.unwrap_or_default();
+            let mut event = new_event(JobState::Waiting);
+            event.progress = Some(Progress {
+                message: format!("waiting for job {waiting_for}"),
+                ..Progress::default()
+            });
+            event.result = Some(outcome.result);
+            report_final(shared, &event).await;
+            info!(waiting_for = %waiting_for, "waiting for another job to continue this one");
+            let _ = message.double_ack().await;
+        }
         Verdict::Succeeded(outcome) => {
+            if let Some(continuation) = &continuation {
+                if let Err(err) = publish_continuation(shared, job_id, continuation).await {
+                    warn!(error = %err, "could not publish the continuation; retrying the job");
+                    let _ = message
+                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
+                        .await;
+                    return;
+                }
+            }
             let mut event = new_event(JobState::Succeeded);
             event.outputs = outcome.outputs;
             event.result = Some(outcome.result);
@@ -724,6 +770,22 @@ async fn finish<H: Handler>(
             report_final(shared, &event).await;
             shared.counters.failed.fetch_add(1, Ordering::Relaxed);
             warn!(error = %message_text, "failed");
+            if let Some(continued) = continuation.as_ref().and_then(Continuation::job_id) {
+                let function = continuation
+                    .as_ref()
+                    .and_then(|c| c.job.get("function"))
+                    .and_then(|f| f.as_str())
+                    .unwrap_or("");
+                let mut event = JobEvent::new(&continued, function, JobState::Failed, 0, worker);
+                event.error = Some(ErrorInfo {
+                    kind: err.kind().into(),
+                    message: format!(
+                        "{} job {job_id}, which this job waited for, failed: {message_text}",
+                        H::FUNCTION
+                    ),
+                });
+                report_final(shared, &event).await;
+            }
             let letter = DeadLetter {
                 job_id: job_id.to_owned(),
                 function: function.to_owned(),
@@ -752,6 +814,29 @@ async fn finish<H: Handler>(
             }
         }
     }
+}
+
+/// Publishes a continuation; its dedupe id ties it to this job, so a rerun publishes it once.
+async fn publish_continuation<H: Handler>(
+    shared: &Arc<Shared<H>>,
+    job_id: &str,
+    continuation: &Continuation,
+) -> anyhow::Result<()> {
+    let continued = continuation.job_id().unwrap_or_default();
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(
+        "Nats-Msg-Id",
+        format!("{continued}-after-{job_id}").as_str(),
+    );
+    let payload = bytes::Bytes::from(serde_json::to_vec(&continuation.job)?);
+    shared
+        .infra
+        .js
+        .publish_with_headers(continuation.subject.clone(), headers, payload)
+        .await?
+        .await?;
+    info!(continued = %continued, subject = %continuation.subject, "published continuation");
+    Ok(())
 }
 
 async fn report_final<H: Handler>(shared: &Arc<Shared<H>>, event: &JobEvent) {
