@@ -1,0 +1,554 @@
+//! Unidirectional path tracing with next-event estimation to the studio's area lights and
+//! multiple importance sampling (power heuristic) against BSDF sampling.
+//!
+//! Rendering runs in sample passes over the whole image; within a pass, horizontal strips of
+//! rows are traced in parallel with rayon. Every sample draws its random numbers from
+//! [`Sampler::new`]`(seed, pixel, sample)`, and each pixel's samples are summed in a fixed order,
+//! so the result does not depend on the thread count or scheduling.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rayon::prelude::*;
+
+use crate::accel::{EmbreeAccel, Hit, Ray};
+use crate::bsdf::{sample_cosine, Bsdf};
+use crate::film::Film;
+use crate::math::{mat3_mul, Aabb, Vec3};
+use crate::sampler::{mix64, Sampler};
+use crate::scene::{AlphaMode, Scene};
+use crate::studio::StudioRig;
+
+/// Callbacks between sample passes: progress reporting and cooperative cancellation.
+pub trait RenderHooks: Sync {
+    /// Called after each pass with the samples done and the total, summed over frames.
+    fn progress(&self, done: u64, total: u64) {
+        let _ = (done, total);
+    }
+    /// Polled before each pass; returning true stops the render with [`Cancelled`].
+    fn cancelled(&self) -> bool {
+        false
+    }
+}
+
+/// Hooks that report nothing and never cancel.
+pub struct NoHooks;
+impl RenderHooks for NoHooks {}
+
+/// Cancellation through a shared flag, for callers that need nothing else.
+impl RenderHooks for std::sync::atomic::AtomicBool {
+    fn cancelled(&self) -> bool {
+        self.load(Ordering::Relaxed)
+    }
+}
+
+/// The render was cancelled through [`RenderHooks::cancelled`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cancelled;
+
+/// Rows per parallel work item.
+const STRIP_ROWS: usize = 4;
+/// Non-opaque surfaces a single ray may pass through before it is treated as blocked.
+const MAX_ALPHA_SKIPS: u32 = 32;
+/// Bounces after which Russian roulette may end a path.
+const RR_START: u32 = 3;
+
+/// Settings for one frame.
+#[derive(Clone, Copy, Debug)]
+pub struct FrameSettings {
+    pub width: u32,
+    pub height: u32,
+    pub samples: u32,
+    pub seed: u64,
+    pub max_bounces: u32,
+}
+
+/// What one camera sample produced.
+#[derive(Clone, Copy, Debug, Default)]
+struct SampleResult {
+    radiance: Vec3,
+    alpha: f32,
+    albedo: Vec3,
+    normal: Vec3,
+}
+
+/// Shading data at a hit point.
+struct Surface {
+    p: Vec3,
+    /// Geometric normal facing the incoming ray.
+    ng: Vec3,
+    /// Shading normal on the same side as `ng`.
+    ns: Vec3,
+    base_color: Vec3,
+    alpha: f32,
+    material: u32,
+}
+
+/// Path tracer bound to one scene, its acceleration structure and a resolved studio.
+pub struct Integrator<'a> {
+    scene: &'a Scene,
+    accel: &'a EmbreeAccel,
+    rig: &'a StudioRig,
+    all_opaque: bool,
+    /// Cumulative light-pick probabilities, proportional to power.
+    light_cdf: Vec<f32>,
+    light_pick: Vec<f32>,
+    eps: f32,
+    /// World bounds, slightly enlarged, for skipping shadow rays that cannot hit anything.
+    bounds: Aabb,
+}
+
+fn power_heuristic(a: f32, b: f32) -> f32 {
+    let (a2, b2) = (a * a, b * b);
+    if a2 + b2 > 0.0 {
+        a2 / (a2 + b2)
+    } else {
+        0.0
+    }
+}
+
+impl<'a> Integrator<'a> {
+    pub fn new(scene: &'a Scene, accel: &'a EmbreeAccel, rig: &'a StudioRig) -> Integrator<'a> {
+        let powers: Vec<f32> = rig.lights.iter().map(|l| l.power().max(0.0)).collect();
+        let total: f32 = powers.iter().sum();
+        let light_pick: Vec<f32> = if total > 0.0 {
+            powers.iter().map(|p| p / total).collect()
+        } else {
+            vec![0.0; powers.len()]
+        };
+        let mut acc = 0.0;
+        let light_cdf = light_pick
+            .iter()
+            .map(|p| {
+                acc += p;
+                acc
+            })
+            .collect();
+        Integrator {
+            scene,
+            accel,
+            rig,
+            all_opaque: scene.all_opaque(),
+            light_cdf,
+            light_pick,
+            eps: rig.scene_radius * 2e-5,
+            bounds: {
+                let b = scene.bounds();
+                let pad = Vec3::splat(rig.scene_radius * 1e-3);
+                Aabb {
+                    min: b.min - pad,
+                    max: b.max + pad,
+                }
+            },
+        }
+    }
+
+    /// Renders one frame into a new film. `progress_base` and `progress_total` let turntables
+    /// report progress across frames. Returns the film and the number of rays traced.
+    pub fn render(
+        &self,
+        settings: &FrameSettings,
+        hooks: &dyn RenderHooks,
+        progress_base: u64,
+        progress_total: u64,
+    ) -> Result<(Film, u64), Cancelled> {
+        let width = settings.width as usize;
+        let mut film = Film::new(settings.width, settings.height);
+        let rays = AtomicU64::new(0);
+        // About 16 progress updates per frame, at least one sample per pass.
+        let pass_size = settings.samples.div_ceil(16).max(1);
+        let mut done = 0u32;
+        while done < settings.samples {
+            if hooks.cancelled() {
+                return Err(Cancelled);
+            }
+            let pass_end = (done + pass_size).min(settings.samples);
+            let chunk = width * STRIP_ROWS;
+            film.color
+                .par_chunks_mut(chunk)
+                .zip(film.albedo.par_chunks_mut(chunk))
+                .zip(film.normal.par_chunks_mut(chunk))
+                .zip(film.variance.par_chunks_mut(chunk))
+                .enumerate()
+                .for_each(|(strip, (((color, albedo), normal), lum_sq))| {
+                    let mut local_rays = 0u64;
+                    let y0 = strip * STRIP_ROWS;
+                    let pixels = color
+                        .iter_mut()
+                        .zip(albedo.iter_mut())
+                        .zip(normal.iter_mut())
+                        .zip(lum_sq.iter_mut());
+                    for (i, (((c, a), n), l2)) in pixels.enumerate() {
+                        let y = y0 + i / width;
+                        let x = i % width;
+                        let pixel = (y * width + x) as u64;
+                        for s in done..pass_end {
+                            let mut sampler = Sampler::new(settings.seed, pixel, s);
+                            let r =
+                                self.sample_pixel(x, y, settings, &mut sampler, &mut local_rays);
+                            c[0] += r.radiance.x;
+                            c[1] += r.radiance.y;
+                            c[2] += r.radiance.z;
+                            c[3] += r.alpha;
+                            let lum = r.radiance.luminance();
+                            *l2 += lum * lum;
+                            a[0] += r.albedo.x;
+                            a[1] += r.albedo.y;
+                            a[2] += r.albedo.z;
+                            n[0] += r.normal.x;
+                            n[1] += r.normal.y;
+                            n[2] += r.normal.z;
+                        }
+                    }
+                    rays.fetch_add(local_rays, Ordering::Relaxed);
+                });
+            done = pass_end;
+            hooks.progress(progress_base + done as u64, progress_total);
+        }
+        let inv = 1.0 / settings.samples as f32;
+        for (c, var) in film.color.iter_mut().zip(film.variance.iter_mut()) {
+            *c = c.map(|v| v * inv);
+            // `var` holds the sum of squared luminance; turn it into the variance of the mean.
+            let mean = Vec3::new(c[0], c[1], c[2]).luminance();
+            *var = (*var * inv - mean * mean).max(0.0) * inv;
+        }
+        for a in &mut film.albedo {
+            *a = a.map(|v| v * inv);
+        }
+        for n in &mut film.normal {
+            let v = Vec3::from_array(*n).normalized();
+            *n = v.to_array();
+        }
+        Ok((film, rays.into_inner()))
+    }
+
+    fn sample_pixel(
+        &self,
+        x: usize,
+        y: usize,
+        settings: &FrameSettings,
+        sampler: &mut Sampler,
+        rays: &mut u64,
+    ) -> SampleResult {
+        let (jx, jy) = sampler.next_2d();
+        let ray = self.rig.camera.ray(
+            x as f32 + jx,
+            y as f32 + jy,
+            settings.width,
+            settings.height,
+        );
+        self.trace_path(ray, settings.max_bounces, sampler, rays)
+    }
+
+    /// Radiance along a camera ray, with coverage and first-hit features.
+    fn trace_path(
+        &self,
+        mut ray: Ray,
+        max_bounces: u32,
+        sampler: &mut Sampler,
+        rays: &mut u64,
+    ) -> SampleResult {
+        let mut out = SampleResult::default();
+        let mut beta = Vec3::ONE;
+        let mut prev_bsdf_pdf = 0.0f32;
+        let mut depth = 0u32;
+        loop {
+            let hit = self.intersect(&mut ray, sampler, rays);
+            let t_hit = hit.as_ref().map_or(f32::INFINITY, |(h, _)| h.t);
+
+            if depth == 0 {
+                if let Some(ground_y) = self.rig.ground_y {
+                    if ray.dir.y < 0.0 {
+                        let t_ground = (ground_y - ray.origin.y) / ray.dir.y;
+                        if t_ground > 0.0 && t_ground < t_hit {
+                            return self.shadow_catcher(ray.at(t_ground), sampler, rays);
+                        }
+                    }
+                }
+            } else {
+                // Lights are invisible to the camera but seen in reflections and by BSDF samples.
+                if let Some((li, t)) = self.intersect_lights(&ray, t_hit) {
+                    let light = &self.rig.lights[li];
+                    let cos_l = -ray.dir.dot(light.normal);
+                    let pdf_light = self.light_pick[li] * t * t / (cos_l * light.area);
+                    let w = power_heuristic(prev_bsdf_pdf, pdf_light);
+                    out.radiance += beta.mul_elem(light.radiance) * w;
+                    break;
+                }
+            }
+
+            let Some((_, surface)) = hit else {
+                if depth > 0 {
+                    out.radiance += beta.mul_elem(self.rig.environment.radiance(ray.dir));
+                }
+                break;
+            };
+
+            let material = &self.scene.materials[surface.material as usize];
+            let bsdf = Bsdf::new(
+                surface.base_color,
+                material.metallic,
+                material.roughness,
+                material.specular,
+            );
+            if depth == 0 {
+                out.alpha = 1.0;
+                out.albedo = bsdf.albedo();
+                out.normal = surface.ns;
+            }
+            out.radiance += beta.mul_elem(Vec3::from_array(material.emissive));
+            if depth >= max_bounces {
+                break;
+            }
+
+            let (tangent, bitangent) = surface.ns.orthonormal_basis();
+            let to_local = |v: Vec3| Vec3::new(v.dot(tangent), v.dot(bitangent), v.dot(surface.ns));
+            let wo_world = -ray.dir;
+            let wo = to_local(wo_world);
+            let origin = surface.p + surface.ng * self.eps;
+
+            // Next-event estimation: one light, chosen by power, one point on it.
+            if let Some(li) = self.pick_light(sampler.next_f32()) {
+                let light = &self.rig.lights[li];
+                let (u1, u2) = sampler.next_2d();
+                let target = light.corner + light.edge_u * u1 + light.edge_v * u2;
+                let to_light = target - origin;
+                let dist2 = to_light.length_squared();
+                let dist = dist2.sqrt();
+                let wi_world = to_light / dist;
+                let cos_l = -wi_world.dot(light.normal);
+                if cos_l > 0.0 && wi_world.dot(surface.ng) > 0.0 {
+                    let (f, pdf_bsdf) = bsdf.eval(wo, to_local(wi_world));
+                    if f.max_component() > 0.0 {
+                        let pdf_light = self.light_pick[li] * dist2 / (cos_l * light.area);
+                        let shadow = Ray {
+                            origin,
+                            dir: wi_world,
+                            t_min: 0.0,
+                            t_max: dist * (1.0 - 1e-4),
+                        };
+                        if !self.occluded(&shadow, sampler, rays) {
+                            let cos_s = wi_world.dot(surface.ns).max(0.0);
+                            let w = power_heuristic(pdf_light, pdf_bsdf);
+                            out.radiance +=
+                                beta.mul_elem(f).mul_elem(light.radiance) * (cos_s * w / pdf_light);
+                        }
+                    }
+                }
+            }
+
+            let (ul, u1, u2) = (sampler.next_f32(), sampler.next_f32(), sampler.next_f32());
+            let Some(s) = bsdf.sample(wo, ul, u1, u2) else {
+                break;
+            };
+            let wi_world = tangent * s.wi.x + bitangent * s.wi.y + surface.ns * s.wi.z;
+            if wi_world.dot(surface.ng) <= 0.0 {
+                break;
+            }
+            beta = beta.mul_elem(s.weight);
+            prev_bsdf_pdf = s.pdf;
+            depth += 1;
+            if depth >= RR_START {
+                let survive = beta.max_component().min(0.95);
+                if sampler.next_f32() >= survive {
+                    break;
+                }
+                beta *= 1.0 / survive;
+            }
+            ray = Ray::new(origin, wi_world);
+        }
+        if !out.radiance.is_finite() {
+            out.radiance = Vec3::ZERO;
+        }
+        out
+    }
+
+    /// Shadow-catcher sample at a ground point: coverage is how much light the model blocks.
+    fn shadow_catcher(&self, p: Vec3, sampler: &mut Sampler, rays: &mut u64) -> SampleResult {
+        let n = Vec3::new(0.0, 1.0, 0.0);
+        let origin = p + n * self.eps;
+        let mut unoccluded = 0.0f32;
+        let mut occluded_sum = 0.0f32;
+        for light in &self.rig.lights {
+            let (u1, u2) = sampler.next_2d();
+            let target = light.corner + light.edge_u * u1 + light.edge_v * u2;
+            let d = target - origin;
+            let dist2 = d.length_squared();
+            let dist = dist2.sqrt();
+            let wi = d / dist;
+            let cos_g = wi.y;
+            let cos_l = -wi.dot(light.normal);
+            if cos_g <= 0.0 || cos_l <= 0.0 {
+                continue;
+            }
+            let e = light.radiance.luminance() * cos_g * cos_l * light.area / dist2;
+            unoccluded += e;
+            let shadow = Ray {
+                origin,
+                dir: wi,
+                t_min: 0.0,
+                t_max: dist * (1.0 - 1e-4),
+            };
+            if !self.occluded(&shadow, sampler, rays) {
+                occluded_sum += e;
+            }
+        }
+        let (u1, u2) = sampler.next_2d();
+        let local = sample_cosine(u1, u2);
+        let dir = Vec3::new(local.x, local.z, local.y);
+        // Cosine-weighted estimate of the environment's irradiance: L * pi.
+        let e = self.rig.environment.radiance(dir).luminance() * std::f32::consts::PI;
+        unoccluded += e;
+        if !self.occluded(&Ray::new(origin, dir), sampler, rays) {
+            occluded_sum += e;
+        }
+        let lit = if unoccluded > 0.0 {
+            occluded_sum / unoccluded
+        } else {
+            1.0
+        };
+        SampleResult {
+            radiance: Vec3::ZERO,
+            alpha: self.rig.ground_opacity * (1.0 - lit),
+            albedo: Vec3::ZERO,
+            normal: Vec3::ZERO,
+        }
+    }
+
+    fn pick_light(&self, u: f32) -> Option<usize> {
+        if self.light_cdf.last().copied().unwrap_or(0.0) <= 0.0 {
+            return None;
+        }
+        let idx = self
+            .light_cdf
+            .iter()
+            .position(|&c| u < c)
+            .unwrap_or(self.light_cdf.len() - 1);
+        (self.light_pick[idx] > 0.0).then_some(idx)
+    }
+
+    fn intersect_lights(&self, ray: &Ray, t_max: f32) -> Option<(usize, f32)> {
+        let mut best: Option<(usize, f32)> = None;
+        let mut limit = t_max;
+        for (i, light) in self.rig.lights.iter().enumerate() {
+            if let Some(t) = light.intersect(ray.origin, ray.dir, limit) {
+                limit = t;
+                best = Some((i, t));
+            }
+        }
+        best
+    }
+
+    /// Closest visible surface, skipping alpha-masked or stochastically transparent hits.
+    fn intersect(
+        &self,
+        ray: &mut Ray,
+        sampler: &mut Sampler,
+        rays: &mut u64,
+    ) -> Option<(Hit, Surface)> {
+        if !self
+            .bounds
+            .hit_by(ray.origin, ray.dir, ray.t_min, ray.t_max)
+        {
+            return None;
+        }
+        for _ in 0..MAX_ALPHA_SKIPS {
+            *rays += 1;
+            let hit = self.accel.intersect(ray)?;
+            let surface = self.surface(ray, &hit);
+            if self.all_opaque || self.passes_alpha(&surface, sampler) {
+                return Some((hit, surface));
+            }
+            ray.t_min = hit.t + self.eps;
+        }
+        None
+    }
+
+    fn passes_alpha(&self, surface: &Surface, sampler: &mut Sampler) -> bool {
+        match self.scene.materials[surface.material as usize].alpha_mode {
+            AlphaMode::Opaque => true,
+            AlphaMode::Mask { cutoff } => surface.alpha >= cutoff,
+            AlphaMode::Blend => sampler.next_f32() < surface.alpha,
+        }
+    }
+
+    fn occluded(&self, ray: &Ray, sampler: &mut Sampler, rays: &mut u64) -> bool {
+        // Shadow-catcher rays from the ground mostly miss the model's box entirely; a slab
+        // test is far cheaper than a trip into Embree.
+        if !self
+            .bounds
+            .hit_by(ray.origin, ray.dir, ray.t_min, ray.t_max)
+        {
+            return false;
+        }
+        if self.all_opaque {
+            *rays += 1;
+            return self.accel.occluded(ray);
+        }
+        let mut r = *ray;
+        self.intersect(&mut r, sampler, rays).is_some()
+    }
+
+    fn surface(&self, ray: &Ray, hit: &Hit) -> Surface {
+        let inst = &self.scene.instances[hit.instance as usize];
+        let mesh = &self.scene.meshes[inst.mesh];
+        let tri = mesh.triangles[hit.triangle as usize];
+        let (u, v) = (hit.u, hit.v);
+        let w = 1.0 - u - v;
+        let [a, b, c] = tri.map(|i| Vec3::from_array(mesh.positions[i as usize]));
+        let p = inst.transform.transform_point(a * w + b * u + c * v);
+        let mut ng = mat3_mul(&inst.normal_matrix, (b - a).cross(c - a)).normalized();
+        let mut ns = match &mesh.normals {
+            Some(normals) => {
+                let [na, nb, nc] = tri.map(|i| Vec3::from_array(normals[i as usize]));
+                let n = mat3_mul(&inst.normal_matrix, na * w + nb * u + nc * v).normalized();
+                if n == Vec3::ZERO {
+                    ng
+                } else {
+                    n
+                }
+            }
+            None => ng,
+        };
+        if ng.dot(ray.dir) > 0.0 {
+            ng = -ng;
+        }
+        if ns.dot(ng) < 0.0 {
+            ns = -ns;
+        }
+        let material_idx = mesh.triangle_materials[hit.triangle as usize];
+        let material = &self.scene.materials[material_idx as usize];
+        let mut base = Vec3::new(
+            material.base_color[0],
+            material.base_color[1],
+            material.base_color[2],
+        );
+        let mut alpha = material.base_color[3];
+        if let (Some(tex_idx), Some(uvs)) = (material.base_color_texture, &mesh.uvs) {
+            let [ta, tb, tc] = tri.map(|i| uvs[i as usize]);
+            let uv = [
+                ta[0] * w + tb[0] * u + tc[0] * v,
+                ta[1] * w + tb[1] * u + tc[1] * v,
+            ];
+            let texel = self.scene.textures[tex_idx].sample(uv);
+            base = base.mul_elem(Vec3::new(texel[0], texel[1], texel[2]));
+            alpha *= texel[3];
+        }
+        Surface {
+            p,
+            ng,
+            ns,
+            base_color: base,
+            alpha,
+            material: material_idx,
+        }
+    }
+}
+
+/// Per-frame seed derived from the job seed, so turntable frames get independent noise.
+pub fn frame_seed(seed: u64, frame: u32) -> u64 {
+    if frame == 0 {
+        seed
+    } else {
+        mix64(seed ^ (frame as u64).wrapping_mul(0xa076_1d64_78bd_642f))
+    }
+}

@@ -1,0 +1,845 @@
+//! glTF 2.0 / GLB import into a [`Scene`].
+//!
+//! The JSON is parsed and validated by the `gltf` crate; accessors are decoded here, by hand, so
+//! that every byte range and vertex index is checked and bad input becomes an [`ImportError`]
+//! naming the node, mesh or accessor instead of a panic.
+
+use std::collections::HashMap;
+
+use gltf::accessor::{DataType, Dimensions};
+use gltf::mesh::Mode;
+
+use super::{AlphaMode, Material, Mesh, Scene, Texture};
+use crate::math::{Affine, Vec3};
+
+/// Size guards that make hostile or broken files fail cleanly instead of exhausting memory.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct ImportLimits {
+    /// Maximum triangles counted over all instances (what the renderer will trace).
+    pub max_instanced_triangles: usize,
+    /// Maximum triangles stored over all distinct meshes.
+    pub max_unique_triangles: usize,
+    /// Maximum vertices of one accessor.
+    pub max_vertices_per_accessor: usize,
+    /// Maximum mesh placements.
+    pub max_instances: usize,
+    /// Maximum node hierarchy depth.
+    pub max_node_depth: usize,
+    /// Maximum texels of one texture.
+    pub max_texture_pixels: u64,
+}
+
+impl Default for ImportLimits {
+    fn default() -> Self {
+        ImportLimits {
+            max_instanced_triangles: 50_000_000,
+            max_unique_triangles: 20_000_000,
+            max_vertices_per_accessor: 20_000_000,
+            max_instances: 1_000_000,
+            max_node_depth: 128,
+            max_texture_pixels: 8192 * 8192,
+        }
+    }
+}
+
+/// Why a glTF file could not be imported. Each variant says where the problem is.
+#[derive(Debug, thiserror::Error)]
+pub enum ImportError {
+    #[error("invalid gltf document")]
+    Parse {
+        #[source]
+        source: gltf::Error,
+    },
+    #[error("buffer {buffer}: {reason}")]
+    Buffer { buffer: usize, reason: String },
+    #[error("mesh {mesh} primitive {primitive}: accessor {accessor}: {reason}")]
+    Accessor {
+        mesh: String,
+        primitive: usize,
+        accessor: usize,
+        reason: String,
+    },
+    #[error("mesh {mesh} primitive {primitive}: {reason}")]
+    Primitive {
+        mesh: String,
+        primitive: usize,
+        reason: String,
+    },
+    #[error("mesh {mesh} primitive {primitive}: vertex index {index} out of range for {vertex_count} vertices")]
+    IndexOutOfRange {
+        mesh: String,
+        primitive: usize,
+        index: u64,
+        vertex_count: usize,
+    },
+    #[error("node {node}: {reason}")]
+    Node { node: String, reason: String },
+    #[error("image {image}: {reason}")]
+    Image { image: usize, reason: String },
+    #[error("model too large: {what} {count} exceeds the limit of {limit}")]
+    TooLarge {
+        what: &'static str,
+        count: u64,
+        limit: u64,
+    },
+    #[error("model has no triangles to render")]
+    Empty,
+}
+
+fn label(index: usize, name: Option<&str>) -> String {
+    match name {
+        Some(n) => format!("#{index} '{n}'"),
+        None => format!("#{index}"),
+    }
+}
+
+/// Imports a `.glb` or self-contained `.gltf` (data URIs only) from memory with default limits.
+pub fn import_gltf(bytes: &[u8]) -> Result<Scene, ImportError> {
+    import_gltf_with_limits(bytes, &ImportLimits::default())
+}
+
+/// Imports a `.glb` or self-contained `.gltf` from memory under the given size guards.
+pub fn import_gltf_with_limits(bytes: &[u8], limits: &ImportLimits) -> Result<Scene, ImportError> {
+    let mut gltf = gltf::Gltf::from_slice(bytes).map_err(|source| ImportError::Parse { source })?;
+    let blob = gltf.blob.take();
+    let document = gltf.document;
+    let buffers = gltf::import_buffers(&document, None, blob).map_err(|e| ImportError::Buffer {
+        buffer: 0,
+        reason: e.to_string(),
+    })?;
+    for (i, (buffer, data)) in document.buffers().zip(&buffers).enumerate() {
+        if data.0.len() < buffer.length() {
+            return Err(ImportError::Buffer {
+                buffer: i,
+                reason: format!(
+                    "declares {} bytes but holds {}",
+                    buffer.length(),
+                    data.0.len()
+                ),
+            });
+        }
+    }
+
+    let mut scene = Scene::default();
+    let textures = import_textures(&document, &buffers, limits)?;
+    let texture_map = textures.map;
+    scene.textures = textures.list;
+
+    for material in document.materials() {
+        scene
+            .materials
+            .push(convert_material(&material, &texture_map));
+    }
+    let default_material = scene.materials.len() as u32;
+    scene.materials.push(Material {
+        name: Some("default".into()),
+        metallic: 0.0,
+        roughness: 0.5,
+        ..Material::default()
+    });
+
+    // Meshes: one of ours per glTF mesh, primitives concatenated, converted lazily on first use
+    // so unreferenced meshes cost nothing.
+    let mut mesh_map: HashMap<usize, Option<usize>> = HashMap::new();
+    let mut unique_triangles = 0usize;
+    let mut instanced_triangles = 0u64;
+
+    let roots: Vec<gltf::Node> = match document
+        .default_scene()
+        .or_else(|| document.scenes().next())
+    {
+        Some(s) => s.nodes().collect(),
+        None => {
+            // No scene: treat nodes that nobody references as roots.
+            let mut is_child = vec![false; document.nodes().len()];
+            for n in document.nodes() {
+                for c in n.children() {
+                    is_child[c.index()] = true;
+                }
+            }
+            document.nodes().filter(|n| !is_child[n.index()]).collect()
+        }
+    };
+
+    let mut stack: Vec<(gltf::Node, Affine, usize)> = roots
+        .into_iter()
+        .rev()
+        .map(|n| (n, Affine::IDENTITY, 0))
+        .collect();
+    let mut visited_nodes = 0usize;
+    while let Some((node, parent, depth)) = stack.pop() {
+        let node_label = || label(node.index(), node.name());
+        if depth > limits.max_node_depth {
+            return Err(ImportError::Node {
+                node: node_label(),
+                reason: format!(
+                    "hierarchy deeper than {} levels (cycle?)",
+                    limits.max_node_depth
+                ),
+            });
+        }
+        visited_nodes += 1;
+        if visited_nodes > limits.max_instances.saturating_mul(4).max(1024) {
+            return Err(ImportError::TooLarge {
+                what: "node visits",
+                count: visited_nodes as u64,
+                limit: limits.max_instances.saturating_mul(4).max(1024) as u64,
+            });
+        }
+        let local = match node.transform() {
+            gltf::scene::Transform::Matrix { matrix } => Affine::from_cols_4x4(matrix),
+            gltf::scene::Transform::Decomposed {
+                translation,
+                rotation,
+                scale,
+            } => Affine::from_trs(translation, rotation, scale),
+        };
+        let world = parent.mul(&local);
+        if !world.is_finite() {
+            return Err(ImportError::Node {
+                node: node_label(),
+                reason: "transform is not finite".into(),
+            });
+        }
+        if let Some(gmesh) = node.mesh() {
+            let entry = match mesh_map.get(&gmesh.index()) {
+                Some(e) => *e,
+                None => {
+                    let converted = convert_mesh(
+                        &gmesh,
+                        &buffers,
+                        default_material,
+                        scene.materials.len(),
+                        limits,
+                    )?;
+                    let idx = match converted {
+                        Some(mesh) => {
+                            unique_triangles += mesh.triangles.len();
+                            if unique_triangles > limits.max_unique_triangles {
+                                return Err(ImportError::TooLarge {
+                                    what: "distinct triangles",
+                                    count: unique_triangles as u64,
+                                    limit: limits.max_unique_triangles as u64,
+                                });
+                            }
+                            Some(scene.add_mesh(mesh))
+                        }
+                        None => None,
+                    };
+                    mesh_map.insert(gmesh.index(), idx);
+                    idx
+                }
+            };
+            if let Some(mesh_idx) = entry {
+                // A degenerate (zero-scale) placement cannot be seen; skipping it is what viewers do.
+                if let Some(inst) =
+                    super::Instance::new(mesh_idx, world, node.name().map(str::to_owned))
+                {
+                    instanced_triangles += scene.meshes[mesh_idx].triangles.len() as u64;
+                    if instanced_triangles > limits.max_instanced_triangles as u64 {
+                        return Err(ImportError::TooLarge {
+                            what: "instanced triangles",
+                            count: instanced_triangles,
+                            limit: limits.max_instanced_triangles as u64,
+                        });
+                    }
+                    if scene.instances.len() >= limits.max_instances {
+                        return Err(ImportError::TooLarge {
+                            what: "instances",
+                            count: scene.instances.len() as u64 + 1,
+                            limit: limits.max_instances as u64,
+                        });
+                    }
+                    scene.instances.push(inst);
+                }
+            }
+        }
+        for child in node.children() {
+            stack.push((child, world, depth + 1));
+        }
+    }
+
+    if scene.instances.is_empty() {
+        return Err(ImportError::Empty);
+    }
+    Ok(scene)
+}
+
+struct ImportedTextures {
+    list: Vec<Texture>,
+    /// glTF texture index -> our texture index.
+    map: HashMap<usize, usize>,
+}
+
+fn import_textures(
+    document: &gltf::Document,
+    buffers: &[gltf::buffer::Data],
+    limits: &ImportLimits,
+) -> Result<ImportedTextures, ImportError> {
+    let mut out = ImportedTextures {
+        list: Vec::new(),
+        map: HashMap::new(),
+    };
+    let used: Vec<gltf::Texture> = document
+        .materials()
+        .filter_map(|m| {
+            m.pbr_metallic_roughness()
+                .base_color_texture()
+                .map(|t| t.texture())
+        })
+        .collect();
+    if used.is_empty() {
+        return Ok(out);
+    }
+    let images = gltf::import_images(document, None, buffers).map_err(|e| ImportError::Image {
+        image: 0,
+        reason: e.to_string(),
+    })?;
+    let mut image_to_texture: HashMap<usize, usize> = HashMap::new();
+    for texture in used {
+        let image_index = texture.source().index();
+        if let Some(&t) = image_to_texture.get(&image_index) {
+            out.map.insert(texture.index(), t);
+            continue;
+        }
+        let data = images.get(image_index).ok_or_else(|| ImportError::Image {
+            image: image_index,
+            reason: "missing".into(),
+        })?;
+        let n_pixels = data.width as u64 * data.height as u64;
+        if n_pixels > limits.max_texture_pixels {
+            return Err(ImportError::TooLarge {
+                what: "texture pixels",
+                count: n_pixels,
+                limit: limits.max_texture_pixels,
+            });
+        }
+        let texels = decode_texels(data).ok_or_else(|| ImportError::Image {
+            image: image_index,
+            reason: format!("unsupported pixel format {:?}", data.format),
+        })?;
+        out.list.push(Texture {
+            width: data.width,
+            height: data.height,
+            texels,
+        });
+        image_to_texture.insert(image_index, out.list.len() - 1);
+        out.map.insert(texture.index(), out.list.len() - 1);
+    }
+    Ok(out)
+}
+
+fn srgb_to_linear(c: f32) -> f32 {
+    if c <= 0.04045 {
+        c / 12.92
+    } else {
+        ((c + 0.055) / 1.055).powf(2.4)
+    }
+}
+
+/// Converts decoded image pixels (sRGB encoded colour, linear alpha) to linear RGBA floats.
+fn decode_texels(data: &gltf::image::Data) -> Option<Vec<[f32; 4]>> {
+    use gltf::image::Format;
+    let n = data.width as usize * data.height as usize;
+    let lut: Vec<f32> = (0..256).map(|i| srgb_to_linear(i as f32 / 255.0)).collect();
+    let px = &data.pixels;
+    let texels: Vec<[f32; 4]> = match data.format {
+        Format::R8G8B8A8 => px
+            .chunks_exact(4)
+            .map(|p| {
+                [
+                    lut[p[0] as usize],
+                    lut[p[1] as usize],
+                    lut[p[2] as usize],
+                    p[3] as f32 / 255.0,
+                ]
+            })
+            .collect(),
+        Format::R8G8B8 => px
+            .chunks_exact(3)
+            .map(|p| {
+                [
+                    lut[p[0] as usize],
+                    lut[p[1] as usize],
+                    lut[p[2] as usize],
+                    1.0,
+                ]
+            })
+            .collect(),
+        Format::R8 => px
+            .iter()
+            .map(|&v| [lut[v as usize], lut[v as usize], lut[v as usize], 1.0])
+            .collect(),
+        Format::R8G8 => px
+            .chunks_exact(2)
+            .map(|p| {
+                [
+                    lut[p[0] as usize],
+                    lut[p[0] as usize],
+                    lut[p[0] as usize],
+                    p[1] as f32 / 255.0,
+                ]
+            })
+            .collect(),
+        Format::R16G16B16A16 => px
+            .chunks_exact(8)
+            .map(|p| {
+                let c = |i: usize| u16::from_le_bytes([p[2 * i], p[2 * i + 1]]) as f32 / 65535.0;
+                [
+                    srgb_to_linear(c(0)),
+                    srgb_to_linear(c(1)),
+                    srgb_to_linear(c(2)),
+                    c(3),
+                ]
+            })
+            .collect(),
+        Format::R16G16B16 => px
+            .chunks_exact(6)
+            .map(|p| {
+                let c = |i: usize| u16::from_le_bytes([p[2 * i], p[2 * i + 1]]) as f32 / 65535.0;
+                [
+                    srgb_to_linear(c(0)),
+                    srgb_to_linear(c(1)),
+                    srgb_to_linear(c(2)),
+                    1.0,
+                ]
+            })
+            .collect(),
+        _ => return None,
+    };
+    (texels.len() == n).then_some(texels)
+}
+
+fn convert_material(material: &gltf::Material, texture_map: &HashMap<usize, usize>) -> Material {
+    let pbr = material.pbr_metallic_roughness();
+    let strength = material.emissive_strength().unwrap_or(1.0);
+    let e = material.emissive_factor();
+    let alpha_mode = match material.alpha_mode() {
+        gltf::material::AlphaMode::Opaque => AlphaMode::Opaque,
+        gltf::material::AlphaMode::Mask => AlphaMode::Mask {
+            cutoff: material.alpha_cutoff().unwrap_or(0.5),
+        },
+        gltf::material::AlphaMode::Blend => AlphaMode::Blend,
+    };
+    let clamp01 = |v: f32| {
+        if v.is_finite() {
+            v.clamp(0.0, 1.0)
+        } else {
+            0.0
+        }
+    };
+    let bc = pbr.base_color_factor();
+    Material {
+        name: material.name().map(str::to_owned),
+        base_color: [
+            clamp01(bc[0]),
+            clamp01(bc[1]),
+            clamp01(bc[2]),
+            clamp01(bc[3]),
+        ],
+        base_color_texture: pbr.base_color_texture().and_then(|t| {
+            // Only UV set 0 is imported; other sets fall back to the factor alone.
+            if t.tex_coord() == 0 {
+                texture_map.get(&t.texture().index()).copied()
+            } else {
+                None
+            }
+        }),
+        metallic: clamp01(pbr.metallic_factor()),
+        roughness: clamp01(pbr.roughness_factor()),
+        emissive: [e[0] * strength, e[1] * strength, e[2] * strength].map(|v| {
+            if v.is_finite() {
+                v.max(0.0)
+            } else {
+                0.0
+            }
+        }),
+        alpha_mode,
+        specular: 1.0,
+    }
+}
+
+/// Where in the file an accessor is being read, for error messages.
+struct Site<'a> {
+    mesh: &'a str,
+    primitive: usize,
+}
+
+impl Site<'_> {
+    fn accessor_error(&self, accessor: usize, reason: impl Into<String>) -> ImportError {
+        ImportError::Accessor {
+            mesh: self.mesh.to_owned(),
+            primitive: self.primitive,
+            accessor,
+            reason: reason.into(),
+        }
+    }
+}
+
+/// Returns the bytes of each element of a non-sparse accessor, after checking every range.
+fn accessor_elements<'b>(
+    accessor: &gltf::Accessor,
+    buffers: &'b [gltf::buffer::Data],
+    site: &Site,
+    max_count: usize,
+) -> Result<(Vec<&'b [u8]>, usize), ImportError> {
+    let idx = accessor.index();
+    if accessor.sparse().is_some() {
+        return Err(site.accessor_error(idx, "sparse accessors are not supported"));
+    }
+    let view = accessor
+        .view()
+        .ok_or_else(|| site.accessor_error(idx, "has no buffer view"))?;
+    let count = accessor.count();
+    if count > max_count {
+        return Err(ImportError::TooLarge {
+            what: "accessor elements",
+            count: count as u64,
+            limit: max_count as u64,
+        });
+    }
+    let elem_size = accessor.size();
+    let stride = view.stride().unwrap_or(elem_size);
+    if stride < elem_size {
+        return Err(site.accessor_error(
+            idx,
+            format!("byte stride {stride} is smaller than element size {elem_size}"),
+        ));
+    }
+    let data = buffers
+        .get(view.buffer().index())
+        .ok_or_else(|| site.accessor_error(idx, "buffer missing"))?;
+    let view_end = view
+        .offset()
+        .checked_add(view.length())
+        .filter(|&end| end <= data.0.len())
+        .ok_or_else(|| {
+            site.accessor_error(
+                idx,
+                format!(
+                    "buffer view {} (offset {}, length {}) exceeds buffer of {} bytes",
+                    view.index(),
+                    view.offset(),
+                    view.length(),
+                    data.0.len()
+                ),
+            )
+        })?;
+    let view_bytes = &data.0[view.offset()..view_end];
+    if count == 0 {
+        return Ok((Vec::new(), elem_size));
+    }
+    let needed = accessor
+        .offset()
+        .checked_add(stride.saturating_mul(count - 1))
+        .and_then(|v| v.checked_add(elem_size))
+        .unwrap_or(usize::MAX);
+    if needed > view_bytes.len() {
+        return Err(site.accessor_error(
+            idx,
+            format!(
+                "{count} elements of {elem_size} bytes (stride {stride}, offset {}) need {needed} bytes but buffer view {} has {}",
+                accessor.offset(),
+                view.index(),
+                view_bytes.len()
+            ),
+        ));
+    }
+    let elements = (0..count)
+        .map(|i| {
+            let start = accessor.offset() + i * stride;
+            &view_bytes[start..start + elem_size]
+        })
+        .collect();
+    Ok((elements, elem_size))
+}
+
+fn read_f32(b: &[u8], i: usize) -> f32 {
+    f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
+}
+
+fn read_vec3_f32(
+    accessor: &gltf::Accessor,
+    buffers: &[gltf::buffer::Data],
+    site: &Site,
+    limits: &ImportLimits,
+) -> Result<Vec<[f32; 3]>, ImportError> {
+    if accessor.data_type() != DataType::F32 || accessor.dimensions() != Dimensions::Vec3 {
+        return Err(site.accessor_error(
+            accessor.index(),
+            format!(
+                "expected VEC3 FLOAT, found {:?} {:?}",
+                accessor.dimensions(),
+                accessor.data_type()
+            ),
+        ));
+    }
+    let (elements, _) =
+        accessor_elements(accessor, buffers, site, limits.max_vertices_per_accessor)?;
+    let out: Vec<[f32; 3]> = elements
+        .iter()
+        .map(|e| [read_f32(e, 0), read_f32(e, 1), read_f32(e, 2)])
+        .collect();
+    if let Some(i) = out.iter().position(|v| !v.iter().all(|c| c.is_finite())) {
+        return Err(site.accessor_error(accessor.index(), format!("element {i} is not finite")));
+    }
+    Ok(out)
+}
+
+fn read_uv(
+    accessor: &gltf::Accessor,
+    buffers: &[gltf::buffer::Data],
+    site: &Site,
+    limits: &ImportLimits,
+) -> Result<Vec<[f32; 2]>, ImportError> {
+    if accessor.dimensions() != Dimensions::Vec2 {
+        return Err(site.accessor_error(accessor.index(), "TEXCOORD_0 must be VEC2"));
+    }
+    let (elements, _) =
+        accessor_elements(accessor, buffers, site, limits.max_vertices_per_accessor)?;
+    let convert: fn(&[u8], usize) -> f32 = match accessor.data_type() {
+        DataType::F32 => read_f32,
+        DataType::U8 => |b, i| b[i] as f32 / 255.0,
+        DataType::U16 => |b, i| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as f32 / 65535.0,
+        other => {
+            return Err(site.accessor_error(
+                accessor.index(),
+                format!("unsupported TEXCOORD component type {other:?}"),
+            ));
+        }
+    };
+    Ok(elements
+        .iter()
+        .map(|e| {
+            let (u, v) = (convert(e, 0), convert(e, 1));
+            [
+                if u.is_finite() { u } else { 0.0 },
+                if v.is_finite() { v } else { 0.0 },
+            ]
+        })
+        .collect())
+}
+
+fn read_indices(
+    accessor: &gltf::Accessor,
+    buffers: &[gltf::buffer::Data],
+    site: &Site,
+    limits: &ImportLimits,
+) -> Result<Vec<u32>, ImportError> {
+    if accessor.dimensions() != Dimensions::Scalar {
+        return Err(site.accessor_error(accessor.index(), "indices must be SCALAR"));
+    }
+    let max = limits.max_unique_triangles.saturating_mul(3);
+    let (elements, _) = accessor_elements(accessor, buffers, site, max)?;
+    let out = match accessor.data_type() {
+        DataType::U8 => elements.iter().map(|e| e[0] as u32).collect(),
+        DataType::U16 => elements
+            .iter()
+            .map(|e| u16::from_le_bytes([e[0], e[1]]) as u32)
+            .collect(),
+        DataType::U32 => elements
+            .iter()
+            .map(|e| u32::from_le_bytes([e[0], e[1], e[2], e[3]]))
+            .collect(),
+        other => {
+            return Err(site.accessor_error(
+                accessor.index(),
+                format!("unsupported index component type {other:?}"),
+            ));
+        }
+    };
+    Ok(out)
+}
+
+/// Converts one glTF mesh. Returns `Ok(None)` when it has no triangle primitives (points, lines).
+fn convert_mesh(
+    gmesh: &gltf::Mesh,
+    buffers: &[gltf::buffer::Data],
+    default_material: u32,
+    material_count: usize,
+    limits: &ImportLimits,
+) -> Result<Option<Mesh>, ImportError> {
+    let mesh_label = label(gmesh.index(), gmesh.name());
+    let mut mesh = Mesh {
+        name: gmesh.name().map(str::to_owned),
+        ..Mesh::default()
+    };
+    let mut normals: Vec<[f32; 3]> = Vec::new();
+    let mut uvs: Vec<[f32; 2]> = Vec::new();
+    let mut any_normals = false;
+    let mut any_uvs = false;
+    // A mesh whose primitives all lack normals is shaded flat (glTF's rule). When only some
+    // primitives have normals, the others get area-weighted smooth normals so the arrays stay
+    // aligned with the positions.
+    for (prim_idx, prim) in gmesh.primitives().enumerate() {
+        let site = Site {
+            mesh: &mesh_label,
+            primitive: prim_idx,
+        };
+        let mode = prim.mode();
+        if !matches!(
+            mode,
+            Mode::Triangles | Mode::TriangleStrip | Mode::TriangleFan
+        ) {
+            continue;
+        }
+        let pos_accessor =
+            prim.get(&gltf::Semantic::Positions)
+                .ok_or_else(|| ImportError::Primitive {
+                    mesh: mesh_label.clone(),
+                    primitive: prim_idx,
+                    reason: "has no POSITION attribute".into(),
+                })?;
+        let positions = read_vec3_f32(&pos_accessor, buffers, &site, limits)?;
+        let prim_normals = match prim.get(&gltf::Semantic::Normals) {
+            Some(a) => {
+                let n = read_vec3_f32(&a, buffers, &site, limits)?;
+                if n.len() != positions.len() {
+                    return Err(
+                        site.accessor_error(a.index(), "NORMAL count differs from POSITION count")
+                    );
+                }
+                Some(n)
+            }
+            None => None,
+        };
+        let prim_uvs = match prim.get(&gltf::Semantic::TexCoords(0)) {
+            Some(a) => {
+                let t = read_uv(&a, buffers, &site, limits)?;
+                if t.len() != positions.len() {
+                    return Err(site.accessor_error(
+                        a.index(),
+                        "TEXCOORD_0 count differs from POSITION count",
+                    ));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        let raw_indices: Vec<u32> = match prim.indices() {
+            Some(a) => read_indices(&a, buffers, &site, limits)?,
+            None => (0..positions.len() as u32).collect(),
+        };
+        if let Some(&bad) = raw_indices.iter().find(|&&i| i as usize >= positions.len()) {
+            return Err(ImportError::IndexOutOfRange {
+                mesh: mesh_label.clone(),
+                primitive: prim_idx,
+                index: bad as u64,
+                vertex_count: positions.len(),
+            });
+        }
+        let local_tris: Vec<[u32; 3]> = match mode {
+            Mode::Triangles => raw_indices
+                .chunks_exact(3)
+                .map(|c| [c[0], c[1], c[2]])
+                .collect(),
+            Mode::TriangleStrip => (2..raw_indices.len())
+                .map(|i| {
+                    if i % 2 == 0 {
+                        [raw_indices[i - 2], raw_indices[i - 1], raw_indices[i]]
+                    } else {
+                        [raw_indices[i - 1], raw_indices[i - 2], raw_indices[i]]
+                    }
+                })
+                .collect(),
+            _ => (2..raw_indices.len())
+                .map(|i| [raw_indices[0], raw_indices[i - 1], raw_indices[i]])
+                .collect(),
+        };
+        let material = match prim.material().index() {
+            Some(i) if i < material_count => i as u32,
+            _ => default_material,
+        };
+
+        if mesh.triangles.len() + local_tris.len() > limits.max_unique_triangles {
+            return Err(ImportError::TooLarge {
+                what: "triangles in one mesh",
+                count: (mesh.triangles.len() + local_tris.len()) as u64,
+                limit: limits.max_unique_triangles as u64,
+            });
+        }
+        let base = mesh.positions.len();
+        if base + positions.len() > u32::MAX as usize {
+            return Err(ImportError::TooLarge {
+                what: "vertices in one mesh",
+                count: (base + positions.len()) as u64,
+                limit: u32::MAX as u64,
+            });
+        }
+        // Fill normals/uvs of earlier primitives lazily so arrays stay aligned with positions.
+        match prim_normals {
+            Some(n) => {
+                if !any_normals {
+                    normals = generate_smooth_normals(&mesh.positions, &mesh.triangles);
+                    any_normals = true;
+                }
+                normals.extend(n.into_iter().map(|v| {
+                    let v = Vec3::from_array(v).normalized();
+                    v.to_array()
+                }));
+            }
+            None => {
+                if any_normals {
+                    let start = mesh.positions.len();
+                    let mut p = mesh.positions.clone();
+                    p.extend_from_slice(&positions);
+                    let shifted: Vec<[u32; 3]> = local_tris
+                        .iter()
+                        .map(|t| t.map(|i| i + start as u32))
+                        .collect();
+                    let gen = generate_smooth_normals(&p, &shifted);
+                    normals.extend_from_slice(&gen[start..]);
+                }
+            }
+        }
+        match prim_uvs {
+            Some(t) => {
+                if !any_uvs {
+                    uvs = vec![[0.0, 0.0]; mesh.positions.len()];
+                    any_uvs = true;
+                }
+                uvs.extend(t);
+            }
+            None => {
+                if any_uvs {
+                    uvs.extend(std::iter::repeat_n([0.0, 0.0], positions.len()));
+                }
+            }
+        }
+        mesh.positions.extend(positions);
+        mesh.triangles
+            .extend(local_tris.iter().map(|t| t.map(|i| i + base as u32)));
+        mesh.triangle_materials
+            .extend(std::iter::repeat_n(material, local_tris.len()));
+    }
+    if mesh.triangles.is_empty() {
+        return Ok(None);
+    }
+    mesh.normals = any_normals.then_some(normals);
+    mesh.uvs = any_uvs.then_some(uvs);
+    mesh.update_bounds();
+    Ok(Some(mesh))
+}
+
+/// Area-weighted vertex normals, used when a primitive without normals shares a mesh with
+/// primitives that have them. Whole meshes without normals are shaded flat instead (glTF's rule).
+pub fn generate_smooth_normals(positions: &[[f32; 3]], triangles: &[[u32; 3]]) -> Vec<[f32; 3]> {
+    let mut acc = vec![Vec3::ZERO; positions.len()];
+    for t in triangles {
+        let [a, b, c] = t.map(|i| Vec3::from_array(positions[i as usize]));
+        let n = (b - a).cross(c - a);
+        for &i in t {
+            acc[i as usize] += n;
+        }
+    }
+    acc.into_iter()
+        .map(|n| {
+            let n = n.normalized();
+            if n == Vec3::ZERO {
+                [0.0, 1.0, 0.0]
+            } else {
+                n.to_array()
+            }
+        })
+        .collect()
+}
