@@ -66,6 +66,7 @@ impl Handler for TestHandler {
                 outputs: vec![],
                 result: serde_json::json!({"attempt": job.ctx.attempt}),
                 timings_ms: vec![],
+                waiting_for: None,
             }),
         }
     }

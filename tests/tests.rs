@@ -8,3 +8,8 @@ mod runtime;
 /// Convert jobs through the real `lightbox-convert` binary and S3: end to end, bad inputs,
 /// SIGKILL mid-job, SIGTERM drain.
 mod processes;
+
+/// Render jobs through the real `lightbox-render` binaries on `render.light` and `render.heavy`:
+/// concurrency between queues, STEP through the tessellation cache and a continuation,
+/// cancellation, bad models and limits.
+mod render;

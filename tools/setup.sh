@@ -9,7 +9,7 @@ tools="${LIGHTBOX_TOOLS_DIR:-$root/.tools}"
 venv="$tools/venv"
 
 need_apt=()
-for pkg in pkg-config libembree-dev; do
+for pkg in pkg-config libembree-dev libocct-data-exchange-dev libocct-ocaf-dev libocct-modeling-algorithms-dev libocct-visualization-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
@@ -38,4 +38,16 @@ for tool in nats-server weed just; do
   [ -n "$src" ] || { echo "setup: $tool not found in $venv" >&2; exit 1; }
   ln -sf "$src" "$tools/bin/$tool"
 done
+# The Khronos glTF validator (npm), pinned, for the tests that check every GLB we write.
+gltf_validator_version="2.0.0-dev.3.10"
+if command -v npm >/dev/null 2>&1; then
+  installed="$(node -p "require('$tools/npm/node_modules/gltf-validator/package.json').version" 2>/dev/null || true)"
+  if [ "$installed" != "$gltf_validator_version" ]; then
+    echo "setup: installing gltf-validator $gltf_validator_version into $tools/npm" >&2
+    mkdir -p "$tools/npm"
+    npm install --prefix "$tools/npm" --no-audit --no-fund --silent "gltf-validator@$gltf_validator_version" >/dev/null
+  fi
+else
+  echo "setup: npm not found; the glTF validator tests need it (apt-get install nodejs npm)" >&2
+fi
 echo "setup: tools ready in $tools/bin" >&2

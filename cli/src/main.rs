@@ -3,6 +3,7 @@
 //! queues instead), and runs a local stack.
 
 mod progress;
+mod render_cmd;
 mod stack;
 
 use std::path::{Path, PathBuf};
@@ -84,6 +85,8 @@ enum Command {
         #[arg(long)]
         remote: bool,
     },
+    /// Render a model locally (or through the queues with --remote), printing a timing line per stage.
+    Render(render_cmd::RenderArgs),
     /// Run the local stack: nats-server, SeaweedFS and one instance of each function.
     Up {
         /// Start in the background and return.
@@ -276,6 +279,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 started.elapsed().as_secs_f64() * 1000.0
             );
         }
+        Command::Render(args) if args.remote => return render_remote(&args).await,
+        Command::Render(args) => {
+            tokio::task::spawn_blocking(move || render_cmd::run(&args)).await??
+        }
         Command::Up { detach } => stack::up(detach).await?,
         Command::Down => stack::down()?,
         Command::Demo => return demo().await,
@@ -436,6 +443,72 @@ async fn download_outputs(
     write_atomically(output, &bytes)?;
     println!("{} ({} bytes, from {key})", output.display(), bytes.len());
     Ok(std::process::ExitCode::SUCCESS)
+}
+
+/// `lightbox render --remote`: upload the model, submit a render job to the queue the routing
+/// rule picks, follow it, and download the image (and turntable frames) like a local run.
+async fn render_remote(args: &render_cmd::RenderArgs) -> anyhow::Result<std::process::ExitCode> {
+    let spec = render_cmd::spec_from_args(args)?;
+    let bytes =
+        std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
+    let client = connect().await?;
+    let store = Store::connect(StoreConfig::from_env())?;
+    let model = upload_input(&store, &args.model, &bytes).await?;
+    let serde_json::Value::Object(spec) = serde_json::to_value(&spec)? else {
+        bail!("spec is not an object")
+    };
+    let request = shared::requests::RenderRequest {
+        model,
+        usd_master: None,
+        outputs: vec![shared::requests::RenderOutputRequest { output: None, spec }],
+        engine: Some(args.engine.clone()),
+        tessellation: None,
+        tessellated_by: None,
+    };
+    let queue = request.queue();
+    let envelope = Envelope::new(Function::Render, request);
+    let id = client.submit(queue, &envelope).await?;
+    eprintln!("submitted job {id} to {queue}");
+    let mut bar = progress::Bar::new(&id.to_string());
+    let event = client
+        .wait(&id.to_string(), Duration::from_secs(6 * 3600), |event| {
+            bar.update(event)
+        })
+        .await?;
+    bar.finish(&event);
+    if event.state != JobState::Succeeded {
+        return Ok(std::process::ExitCode::FAILURE);
+    }
+    let code = download_outputs(&store, &event, &args.output).await?;
+    let frames = event
+        .result
+        .as_ref()
+        .and_then(|r| r.pointer("/outputs/0/frame_keys"))
+        .and_then(|f| f.as_array())
+        .cloned()
+        .unwrap_or_default();
+    if !frames.is_empty() {
+        let dir = args.output.parent().unwrap_or(Path::new("."));
+        let stem = args
+            .output
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or("frame");
+        for (index, frame) in frames.iter().enumerate() {
+            let key = ObjectKey::new(frame.as_str().unwrap_or_default())?;
+            let extension = key.extension().unwrap_or_else(|| "png".into());
+            let path = dir.join(render_runtime::turntable::frame_file_name(
+                stem, index, &extension,
+            ));
+            write_atomically(&path, &store.get(&key, None).await?)?;
+        }
+        println!(
+            "wrote {} frames next to {}",
+            frames.len(),
+            args.output.display()
+        );
+    }
+    Ok(code)
 }
 
 async fn demo() -> anyhow::Result<std::process::ExitCode> {

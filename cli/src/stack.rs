@@ -10,7 +10,11 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 /// Function binaries started by `up`, when built.
-const FUNCTIONS: [(&str, &[(&str, &str)]); 1] = [("lightbox-convert", &[])];
+const FUNCTIONS: [(&str, &[(&str, &str)]); 3] = [
+    ("lightbox-convert", &[]),
+    ("lightbox-render", &[("LIGHTBOX_QUEUE", "render.light")]),
+    ("lightbox-render", &[("LIGHTBOX_QUEUE", "render.heavy")]),
+];
 
 /// The repository root: the nearest folder above the working directory with `tools/setup.sh`.
 fn root() -> anyhow::Result<PathBuf> {
@@ -225,13 +229,17 @@ pub async fn up(detach: bool) -> anyhow::Result<()> {
         .context("binary folder")?;
     for (name, extra) in FUNCTIONS {
         let program = bin_dir.join(name);
+        let label = match extra.first() {
+            Some((_, queue)) => format!("{name}-{}", queue.replace('.', "-")),
+            None => name.to_owned(),
+        };
         if !program.exists() {
             eprintln!("skipping {name}: not built (cargo build --bins)");
             continue;
         }
         let mut function_env = env.clone();
         function_env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
-        started.push(spawn(&root, name, &program, &[], &function_env)?);
+        started.push(spawn(&root, &label, &program, &[], &function_env)?);
         record(&started)?;
     }
     // Wait until every function reports it is consuming.

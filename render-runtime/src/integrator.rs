@@ -154,8 +154,11 @@ impl<'a> Integrator<'a> {
         let width = settings.width as usize;
         let mut film = Film::new(settings.width, settings.height);
         let rays = AtomicU64::new(0);
-        // About 16 progress updates per frame, at least one sample per pass.
-        let pass_size = settings.samples.div_ceil(16).max(1);
+        // Cancellation is checked between passes, so a pass must stay short on large images:
+        // about 16 passes per frame, but never more than ~1 M pixel-samples in one pass.
+        let pixels = (settings.width as u64 * settings.height as u64).max(1);
+        let budget = (1u64 << 20).div_ceil(pixels).max(1) as u32;
+        let pass_size = settings.samples.div_ceil(16).clamp(1, budget);
         let mut done = 0u32;
         while done < settings.samples {
             if hooks.cancelled() {

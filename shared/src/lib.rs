@@ -24,6 +24,7 @@
 //! }
 //! ```
 
+pub mod cache;
 pub mod client;
 pub mod config;
 pub mod error;

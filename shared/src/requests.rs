@@ -97,9 +97,145 @@ pub struct ConvertRequest {
     pub resize: Option<Size>,
 }
 
+/// Tessellation quality for STEP input.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TessellationParams {
+    /// Maximum chordal deviation in metres (default: relative to the model's size).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_deflection: Option<f64>,
+    /// Maximum angle between neighbouring facet normals, in radians.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub angular_deflection: Option<f64>,
+}
+
+/// `render`: one model in, one or more images of it out (imported once per job).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RenderRequest {
+    /// The model: `.glb`, `.usd`/`.usda`/`.usdc`/`.usdz`, or `.step`/`.stp`.
+    pub model: ObjectKey,
+    /// A USD master of this model; when it exists it is rendered directly, with no tessellation.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usd_master: Option<ObjectKey>,
+    /// What to render.
+    pub outputs: Vec<RenderOutputRequest>,
+    /// `native` (default for the queue) or `cycles`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub engine: Option<String>,
+    /// Tessellation parameters, for STEP models.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tessellation: Option<TessellationParams>,
+    /// Set on the continuation a tessellate job publishes: the job that made the GLB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tessellated_by: Option<String>,
+}
+
+/// One output of a render job: the renderer's spec (`width`, `height`, `samples`, `seed`,
+/// `format`, `studio`, `turntable`, `denoise`, ...) plus where to put it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+pub struct RenderOutputRequest {
+    /// Key for the image (for a turntable, the animated WebP; frames go under `<key stem>/`).
+    /// When absent, a key is derived from the model's content and the spec.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<ObjectKey>,
+    /// The render spec, checked by the render function.
+    #[serde(flatten)]
+    pub spec: serde_json::Map<String, serde_json::Value>,
+}
+
+impl RenderOutputRequest {
+    /// The larger image edge this output asks for (the renderer's default is 512).
+    pub fn max_dimension(&self) -> u32 {
+        let edge = |name: &str| self.spec.get(name).and_then(|v| v.as_u64()).unwrap_or(512) as u32;
+        edge("width").max(edge("height"))
+    }
+
+    /// Whether this output is a turntable.
+    pub fn is_turntable(&self) -> bool {
+        self.spec.get("turntable").is_some_and(|t| !t.is_null())
+    }
+}
+
+impl RenderRequest {
+    /// The queue this job belongs on: stills with max(width, height) <= 1024 go to
+    /// `render.light`; larger stills and every turntable go to `render.heavy`.
+    pub fn queue(&self) -> &'static str {
+        let max_dimension = self
+            .outputs
+            .iter()
+            .map(RenderOutputRequest::max_dimension)
+            .max()
+            .unwrap_or(0);
+        let turntable = self.outputs.iter().any(RenderOutputRequest::is_turntable);
+        crate::client::render_queue(max_dimension, turntable)
+    }
+}
+
+/// `tessellate`: a STEP file (AP203/AP214/AP242) in, an instanced GLB out.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TessellateRequest {
+    /// Key of the input STEP file.
+    pub input: ObjectKey,
+    /// Where to write a copy of the GLB. The GLB is always stored under its content-derived
+    /// cache key (`cache/tessellate/<sha256>.glb`), which the result names.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output: Option<ObjectKey>,
+    /// Largest distance between mesh and surface, in metres (default: 0.1 % of the model's
+    /// bounding-box diagonal).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub linear_deflection: Option<f64>,
+    /// Largest angle between neighbouring facets, in radians (default 0.5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub angular_deflection: Option<f64>,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn render_requests_route_by_size_and_turntable() {
+        let request = |outputs: serde_json::Value| -> RenderRequest {
+            serde_json::from_value(serde_json::json!({"model": "models/a.glb", "outputs": outputs}))
+                .unwrap()
+        };
+        let cases = [
+            (
+                serde_json::json!([{"width": 512, "height": 512}]),
+                "render.light",
+            ),
+            (
+                serde_json::json!([{"width": 1024, "height": 768}]),
+                "render.light",
+            ),
+            (serde_json::json!([{}]), "render.light"),
+            (
+                serde_json::json!([{"width": 1025, "height": 512}]),
+                "render.heavy",
+            ),
+            (
+                serde_json::json!([{"width": 2048, "height": 2048}, {"width": 512, "height": 512}]),
+                "render.heavy",
+            ),
+            (
+                serde_json::json!([{"width": 256, "height": 256, "turntable": {"frames": 12}}]),
+                "render.heavy",
+            ),
+        ];
+        for (outputs, queue) in cases {
+            assert_eq!(request(outputs.clone()).queue(), queue, "{outputs}");
+        }
+        let with_key =
+            request(serde_json::json!([{"output": "outputs/x.png", "width": 64, "seed": 3}]));
+        assert_eq!(
+            with_key.outputs[0].output.as_ref().unwrap().as_str(),
+            "outputs/x.png"
+        );
+        assert_eq!(with_key.outputs[0].spec["seed"], 3);
+        assert!(!with_key.outputs[0].spec.contains_key("output"));
+    }
 
     #[test]
     fn sizes_parse() {

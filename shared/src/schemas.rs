@@ -4,7 +4,7 @@
 
 use crate::events::JobEvent;
 use crate::job::Envelope;
-use crate::requests::ConvertRequest;
+use crate::requests::{ConvertRequest, RenderRequest, TessellateRequest};
 
 /// Every committed schema: file name and content.
 pub fn all() -> Vec<(&'static str, serde_json::Value)> {
@@ -16,6 +16,15 @@ pub fn all() -> Vec<(&'static str, serde_json::Value)> {
         (
             "convert.job.schema.json",
             serde_json::to_value(schemars::schema_for!(Envelope<ConvertRequest>)).expect("schema"),
+        ),
+        (
+            "render.job.schema.json",
+            serde_json::to_value(schemars::schema_for!(Envelope<RenderRequest>)).expect("schema"),
+        ),
+        (
+            "tessellate.job.schema.json",
+            serde_json::to_value(schemars::schema_for!(Envelope<TessellateRequest>))
+                .expect("schema"),
         ),
         (
             "job-event.schema.json",

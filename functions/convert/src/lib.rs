@@ -332,6 +332,7 @@ impl Handler for ConvertHandler {
                 ("encode".into(), converted.encode_ms),
                 ("upload".into(), upload_ms),
             ],
+            waiting_for: None,
         })
     }
 }

@@ -87,6 +87,10 @@ pub struct JobContext {
     /// The NATS client, for functions that publish follow-up work.
     pub client: async_nats::Client,
     pub trace: TraceParent,
+    /// The queue subject the job came from.
+    pub queue: String,
+    /// The whole envelope as received, for handlers that build a continuation of this job.
+    pub envelope: Arc<Envelope>,
     progress: watch::Sender<Option<Progress>>,
     cancelled: Arc<AtomicBool>,
 }
@@ -122,6 +126,8 @@ impl JobContext {
             store,
             client,
             trace: TraceParent::new_root(),
+            queue: String::new(),
+            envelope: Arc::new(Envelope::new(function, serde_json::Value::Null)),
             progress,
             cancelled: Arc::new(AtomicBool::new(false)),
         }
@@ -564,6 +570,8 @@ async fn run_job<H: Handler>(
         store: shared.store.clone(),
         client: shared.client.clone(),
         trace,
+        queue: message.subject.to_string(),
+        envelope: Arc::new(envelope.clone()),
         progress: progress_tx,
         cancelled: cancelled.clone(),
     };

@@ -1,0 +1,530 @@
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use lightbox_tests::{
+    function_binary, function_env, wait_consuming, worker_config, FunctionProcess, NatsServer,
+    SeaweedS3, TempDir,
+};
+use object_store::path::Path;
+use object_store::ObjectStore;
+use serde_json::{json, Value};
+use shared::client::Client;
+use shared::events::{JobEvent, JobState};
+use shared::job::{Envelope, Function};
+use shared::requests::{RenderOutputRequest, RenderRequest, TessellationParams};
+use shared::worker::{Handler, Job, Outcome, Worker};
+use shared::{JobError, ObjectKey, Store};
+
+struct Stack {
+    nats: NatsServer,
+    s3: SeaweedS3,
+    store: Store,
+    client: Client,
+    logs: TempDir,
+}
+
+async fn stack() -> Stack {
+    let nats = NatsServer::start();
+    let s3 = SeaweedS3::start();
+    let store = Store::connect(s3.store_config()).unwrap();
+    let client = Client::connect(&nats.nats_config()).await.unwrap();
+    Stack {
+        nats,
+        s3,
+        store,
+        client,
+        logs: TempDir::new("render-logs"),
+    }
+}
+
+impl Stack {
+    async fn render_worker(&self, queue: &str, extra: &[(&str, &str)]) -> FunctionProcess {
+        let mut env = function_env(&self.nats, &self.s3.env());
+        env.push(("LIGHTBOX_QUEUE".into(), queue.into()));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
+        let process = FunctionProcess::spawn(
+            &function_binary("lightbox-render"),
+            &env,
+            &self.logs,
+            &queue.replace('.', "-"),
+        );
+        wait_consuming(&process, Duration::from_secs(30)).await;
+        process
+    }
+
+    async fn upload(&self, key: &str, bytes: &[u8]) -> ObjectKey {
+        let key = ObjectKey::new(key).unwrap();
+        for attempt in 0..50 {
+            match self.store.put(&key, Bytes::copy_from_slice(bytes)).await {
+                Ok(()) => return key,
+                Err(_) if attempt < 49 => tokio::time::sleep(Duration::from_millis(200)).await,
+                Err(err) => panic!("upload failed: {err}"),
+            }
+        }
+        unreachable!()
+    }
+
+    async fn list(&self, prefix: &str) -> Vec<String> {
+        let prefix = Path::from(prefix);
+        let items: Vec<_> = self.store.inner.list(Some(&prefix)).collect().await;
+        let mut keys: Vec<String> = items
+            .into_iter()
+            .map(|m| m.unwrap().location.to_string())
+            .collect();
+        keys.sort();
+        keys
+    }
+
+    /// Submits a render job to the queue its routing rule picks.
+    async fn submit(&self, request: RenderRequest) -> (String, &'static str) {
+        let queue = request.queue();
+        let envelope = Envelope::new(Function::Render, request);
+        self.client.submit(queue, &envelope).await.unwrap();
+        (envelope.id.to_string(), queue)
+    }
+
+    async fn finish(&self, id: &str, timeout_s: u64) -> (JobEvent, Vec<JobEvent>) {
+        let mut events = Vec::new();
+        let event = self
+            .client
+            .wait(id, Duration::from_secs(timeout_s), |e| {
+                events.push(e.clone())
+            })
+            .await
+            .unwrap();
+        (event, events)
+    }
+}
+
+fn output(spec: Value) -> RenderOutputRequest {
+    let Value::Object(spec) = spec else {
+        panic!("spec must be an object")
+    };
+    RenderOutputRequest { output: None, spec }
+}
+
+fn request(model: &ObjectKey, outputs: Vec<Value>) -> RenderRequest {
+    RenderRequest {
+        model: model.clone(),
+        usd_master: None,
+        outputs: outputs.into_iter().map(output).collect(),
+        engine: None,
+        tessellation: None,
+        tessellated_by: None,
+    }
+}
+
+/// The wall-clock interval during which a job ran, from its events.
+fn running_interval(events: &[JobEvent]) -> (u64, u64) {
+    let start = events
+        .iter()
+        .find(|e| e.state == JobState::Started)
+        .expect("started")
+        .at_ms;
+    let end = events
+        .iter()
+        .find(|e| e.state.is_terminal())
+        .expect("finished")
+        .at_ms;
+    (start, end)
+}
+
+fn overlaps(a: (u64, u64), b: (u64, u64)) -> bool {
+    a.0 < b.1 && b.0 < a.1
+}
+
+#[tokio::test]
+async fn thumbnails_run_side_by_side_while_a_heavy_render_runs() {
+    let stack = stack().await;
+    let model = stack
+        .upload(
+            "models/bearing.glb",
+            &render_runtime::testmodels::bearing_glb(0.15),
+        )
+        .await;
+    let _light = stack.render_worker("render.light", &[]).await;
+    let _heavy = stack.render_worker("render.heavy", &[]).await;
+
+    let (heavy, heavy_queue) = stack
+        .submit(request(
+            &model,
+            vec![json!({"width": 1280, "height": 1280, "samples": 8})],
+        ))
+        .await;
+    assert_eq!(heavy_queue, "render.heavy");
+    let mut heavy_events = Box::pin(stack.client.watch(&heavy).await.unwrap());
+    while let Some(event) = heavy_events.next().await {
+        if event.unwrap().state == JobState::Started {
+            break;
+        }
+    }
+    let mut thumbnails = Vec::new();
+    for seed in 0..2 {
+        let (id, queue) = stack
+            .submit(request(&model, vec![json!({"width": 256, "height": 256, "samples": 24, "seed": seed, "format": {"kind": "webp"}})]))
+            .await;
+        assert_eq!(queue, "render.light");
+        thumbnails.push(id);
+    }
+    let mut intervals = Vec::new();
+    for id in &thumbnails {
+        let (event, events) = stack.finish(id, 180).await;
+        assert_eq!(event.state, JobState::Succeeded, "{event:?}");
+        let result = event.result.clone().unwrap();
+        assert_eq!(result["source"], "glb");
+        assert_eq!(result["outputs"][0]["width"], 256);
+        let bytes = stack
+            .store
+            .get(&ObjectKey::new(event.outputs[0].clone()).unwrap(), None)
+            .await
+            .unwrap();
+        assert_eq!(&bytes[8..12], b"WEBP");
+        intervals.push(running_interval(&events));
+    }
+    let (heavy_event, heavy_events) = stack.finish(&heavy, 300).await;
+    assert_eq!(heavy_event.state, JobState::Succeeded, "{heavy_event:?}");
+    let heavy_interval = running_interval(&heavy_events);
+    assert!(
+        overlaps(intervals[0], intervals[1]),
+        "the two thumbnails ran at the same time: {intervals:?}"
+    );
+    for interval in &intervals {
+        assert!(
+            overlaps(*interval, heavy_interval),
+            "a thumbnail ran while the heavy render ran: {interval:?} vs {heavy_interval:?}"
+        );
+    }
+    for stage in [
+        "fetch",
+        "import",
+        "accel_build",
+        "render",
+        "denoise",
+        "encode",
+        "upload",
+    ] {
+        assert!(
+            heavy_event.timings_ms.contains_key(stage),
+            "missing timing {stage}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_turntable_writes_frames_and_an_animation_and_reports_progress() {
+    let stack = stack().await;
+    let model = stack
+        .upload(
+            "models/bearing.glb",
+            &render_runtime::testmodels::bearing_glb(0.05),
+        )
+        .await;
+    let _heavy = stack.render_worker("render.heavy", &[]).await;
+    let (id, queue) = stack
+        .submit(request(&model, vec![json!({"width": 64, "height": 64, "samples": 4, "turntable": {"frames": 6}, "format": {"kind": "webp"}})]))
+        .await;
+    assert_eq!(queue, "render.heavy");
+    let (event, events) = stack.finish(&id, 180).await;
+    assert_eq!(event.state, JobState::Succeeded, "{event:?}");
+    let result = event.result.unwrap();
+    assert_eq!(result["outputs"][0]["frames"], 6);
+    let frames = result["outputs"][0]["frame_keys"].as_array().unwrap().len();
+    assert_eq!(frames, 6);
+    assert_eq!(
+        stack.list("outputs/render").await.len(),
+        7,
+        "six frames and one animation"
+    );
+    let progress: Vec<_> = events.iter().filter_map(|e| e.progress.as_ref()).collect();
+    assert!(!progress.is_empty(), "progress events while rendering");
+    assert!(progress
+        .iter()
+        .all(|p| p.total == 6 * 4 && p.done <= p.total));
+}
+
+#[tokio::test]
+async fn a_step_model_with_a_cached_glb_renders_without_tessellating() {
+    let stack = stack().await;
+    let step = b"ISO-10303-21;\nHEADER;\nENDSEC;\nDATA;\nENDSEC;\nEND-ISO-10303-21;\n".to_vec();
+    let model = stack.upload("models/part.step", &step).await;
+    let cached = shared::cache::tessellation_key(&step, &TessellationParams::default());
+    stack
+        .upload(
+            cached.as_str(),
+            &render_runtime::testmodels::bearing_glb(0.05),
+        )
+        .await;
+    let _light = stack.render_worker("render.light", &[]).await;
+    let (id, _) = stack
+        .submit(request(
+            &model,
+            vec![json!({"width": 64, "height": 64, "samples": 4})],
+        ))
+        .await;
+    let (event, _) = stack.finish(&id, 120).await;
+    assert_eq!(event.state, JobState::Succeeded, "{event:?}");
+    let result = event.result.unwrap();
+    assert_eq!(result["source"], "tessellation-cache");
+    assert_eq!(result["model"], cached.as_str());
+    let queues = stack.client.queues().await.unwrap();
+    let tessellate = queues.iter().find(|q| q.queue == "tessellate").unwrap();
+    assert_eq!(tessellate.pending, 0, "no tessellate job was published");
+}
+
+/// A stand-in tessellate function for the continuation test: it "meshes" by writing a prepared
+/// GLB to the requested key (the real OCCT function has its own tests).
+struct FakeTessellate {
+    glb: Vec<u8>,
+}
+
+impl Handler for FakeTessellate {
+    type Request = Value;
+    const FUNCTION: Function = Function::Tessellate;
+    const DEFAULT_QUEUE: &'static str = "tessellate";
+    const DEFAULT_CONCURRENCY: usize = 1;
+
+    async fn handle(&self, job: Job<Value>) -> Result<Outcome, JobError> {
+        let output = ObjectKey::new(job.request["output"].as_str().unwrap_or_default())
+            .map_err(|e| JobError::permanent(e.to_string()))?;
+        job.ctx
+            .store
+            .put(&output, Bytes::from(self.glb.clone()))
+            .await?;
+        Ok(Outcome {
+            outputs: vec![output.to_string()],
+            ..Outcome::default()
+        })
+    }
+}
+
+#[tokio::test]
+async fn a_step_model_without_cache_is_tessellated_by_a_continuation_that_holds_no_render_slot() {
+    let stack = stack().await;
+    let step =
+        b"ISO-10303-21;\nDATA;\n#1=CARTESIAN_POINT('',(0.,0.,0.));\nENDSEC;\nEND-ISO-10303-21;\n"
+            .to_vec();
+    let model = stack.upload("models/fresh.step", &step).await;
+    let _light = stack.render_worker("render.light", &[]).await;
+    let (id, _) = stack
+        .submit(request(
+            &model,
+            vec![json!({"width": 64, "height": 64, "samples": 4})],
+        ))
+        .await;
+    // Nothing serves `tessellate` yet: the render job must park as `waiting` and free its slot.
+    let mut events = Box::pin(stack.client.watch(&id).await.unwrap());
+    let waiting = loop {
+        let event = events.next().await.unwrap().unwrap();
+        if event.state == JobState::Waiting {
+            break event;
+        }
+        assert!(!event.state.is_terminal(), "{event:?}");
+    };
+    let tessellate_id = waiting.result.as_ref().unwrap()["tessellate_job"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let queues = stack.client.queues().await.unwrap();
+    let light = queues.iter().find(|q| q.queue == "render.light").unwrap();
+    assert_eq!(light.in_flight, 0, "a waiting job holds no render slot");
+    assert_eq!(
+        queues
+            .iter()
+            .find(|q| q.queue == "tessellate")
+            .unwrap()
+            .pending,
+        1
+    );
+
+    let mut store_config = stack.s3.store_config();
+    store_config.allowed_prefixes = shared::store::StoreConfig::default().allowed_prefixes;
+    let tessellator = Worker::start(
+        worker_config(&stack.nats, store_config, "tessellate", 1),
+        FakeTessellate {
+            glb: render_runtime::testmodels::bearing_glb(0.05),
+        },
+    )
+    .await
+    .unwrap();
+    let (event, _) = stack.finish(&id, 120).await;
+    assert_eq!(event.state, JobState::Succeeded, "{event:?}");
+    assert_eq!(event.result.as_ref().unwrap()["source"], "tessellated");
+    let tessellated = stack.client.status(&tessellate_id).await.unwrap().unwrap();
+    assert_eq!(tessellated.state, JobState::Succeeded);
+    // A second render of the same STEP content finds the cache.
+    let (again, _) = stack
+        .submit(request(
+            &model,
+            vec![json!({"width": 32, "height": 32, "samples": 2})],
+        ))
+        .await;
+    let (event, _) = stack.finish(&again, 120).await;
+    assert_eq!(
+        event.result.as_ref().unwrap()["source"],
+        "tessellation-cache"
+    );
+    tessellator.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn cancelling_a_running_render_stops_it_and_leaves_no_outputs() {
+    let stack = stack().await;
+    let model = stack
+        .upload(
+            "models/bearing.glb",
+            &render_runtime::testmodels::bearing_glb(0.15),
+        )
+        .await;
+    let _heavy = stack.render_worker("render.heavy", &[]).await;
+    let (id, _) = stack
+        .submit(request(
+            &model,
+            vec![json!({"width": 1536, "height": 1536, "samples": 512})],
+        ))
+        .await;
+    let mut events = Box::pin(stack.client.watch(&id).await.unwrap());
+    while let Some(event) = events.next().await {
+        if event.unwrap().state == JobState::Progress {
+            break;
+        }
+    }
+    let asked = std::time::Instant::now();
+    stack.client.cancel(&id).await.unwrap();
+    let (event, _) = stack.finish(&id, 60).await;
+    assert_eq!(event.state, JobState::Cancelled);
+    // The worker records its own `cancelled` once the renderer stops at the next sample pass.
+    tokio::time::timeout(Duration::from_secs(60), async {
+        loop {
+            let status = stack.client.status(&id).await.unwrap().unwrap();
+            if status.state == JobState::Cancelled && status.worker != "lightbox-cli" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    })
+    .await
+    .expect("the worker stopped the render");
+    assert!(asked.elapsed() < Duration::from_secs(60));
+    assert!(stack.list("outputs").await.is_empty(), "no partial outputs");
+}
+
+/// Splits a GLB into its JSON document and binary chunk.
+fn split_glb(glb: &[u8]) -> (Value, Vec<u8>) {
+    let json_len = u32::from_le_bytes(glb[12..16].try_into().unwrap()) as usize;
+    let json: Value = serde_json::from_slice(&glb[20..20 + json_len]).unwrap();
+    let bin_start = 20 + json_len;
+    let bin_len = u32::from_le_bytes(glb[bin_start..bin_start + 4].try_into().unwrap()) as usize;
+    (json, glb[bin_start + 8..bin_start + 8 + bin_len].to_vec())
+}
+
+/// Reassembles a GLB from a JSON document and binary chunk.
+fn join_glb(json: &Value, bin: &[u8]) -> Vec<u8> {
+    let mut text = serde_json::to_vec(json).unwrap();
+    text.resize(text.len().next_multiple_of(4), b' ');
+    let mut bin = bin.to_vec();
+    bin.resize(bin.len().next_multiple_of(4), 0);
+    let mut out = b"glTF".to_vec();
+    out.extend_from_slice(&2u32.to_le_bytes());
+    out.extend_from_slice(&((28 + text.len() + bin.len()) as u32).to_le_bytes());
+    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"JSON");
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&(bin.len() as u32).to_le_bytes());
+    out.extend_from_slice(b"BIN\0");
+    out.extend_from_slice(&bin);
+    out
+}
+
+/// A GLB whose first triangle index points far outside its vertices.
+fn glb_with_out_of_range_index() -> Vec<u8> {
+    let glb = render_runtime::testmodels::bearing_glb(0.05);
+    let (json, mut bin) = split_glb(&glb);
+    let accessor = json["meshes"][0]["primitives"][0]["indices"]
+        .as_u64()
+        .unwrap() as usize;
+    let view =
+        &json["bufferViews"][json["accessors"][accessor]["bufferView"].as_u64().unwrap() as usize];
+    let offset = view["byteOffset"].as_u64().unwrap_or(0) as usize
+        + json["accessors"][accessor]["byteOffset"]
+            .as_u64()
+            .unwrap_or(0) as usize;
+    bin[offset..offset + 4].copy_from_slice(&4_000_000_000u32.to_le_bytes());
+    join_glb(&json, &bin)
+}
+
+#[tokio::test]
+async fn broken_models_and_requests_over_limits_fail_cleanly_and_write_nothing() {
+    let stack = stack().await;
+    let glb = render_runtime::testmodels::bearing_glb(0.05);
+    let truncated = stack
+        .upload("models/truncated.glb", &glb[..glb.len() / 3])
+        .await;
+    let bad_index = stack
+        .upload("models/bad-index.glb", &glb_with_out_of_range_index())
+        .await;
+    let good = stack.upload("models/good.glb", &glb).await;
+    let _light = stack.render_worker("render.light", &[]).await;
+    let small = json!({"width": 32, "height": 32, "samples": 2});
+    let cases: Vec<(&str, &str, RenderRequest, &str)> = vec![
+        (
+            "truncated GLB",
+            "render.light",
+            request(&truncated, vec![small.clone()]),
+            "import failed",
+        ),
+        (
+            "out-of-range index",
+            "render.light",
+            request(&bad_index, vec![small.clone()]),
+            "out of range",
+        ),
+        (
+            "over the size limit",
+            "render.light",
+            request(&good, vec![json!({"width": 2048, "height": 2048})]),
+            "limit of 1024 pixels per edge",
+        ),
+        (
+            "unknown spec field",
+            "render.light",
+            request(&good, vec![json!({"width": 32, "colour": "red"})]),
+            "unknown field `colour`",
+        ),
+        (
+            "missing model",
+            "render.light",
+            request(
+                &ObjectKey::new("models/none.glb").unwrap(),
+                vec![small.clone()],
+            ),
+            "object not found",
+        ),
+        (
+            "no outputs",
+            "render.light",
+            request(&good, vec![]),
+            "no outputs",
+        ),
+    ];
+    for (name, queue, request, expected) in cases {
+        let envelope = Envelope::new(Function::Render, request);
+        // Sent to the light queue on purpose, so its limits apply.
+        stack.client.submit(queue, &envelope).await.unwrap();
+        let (event, _) = stack.finish(&envelope.id.to_string(), 60).await;
+        assert_eq!(event.state, JobState::Failed, "{name}");
+        assert_eq!(event.attempt, 1, "{name}: one delivery");
+        let message = event.error.unwrap().message;
+        assert!(
+            message.contains(expected),
+            "{name}: {message:?} should contain {expected:?}"
+        );
+    }
+    assert!(
+        stack.list("outputs").await.is_empty(),
+        "failed jobs wrote nothing"
+    );
+    // The worker still serves.
+    let (id, _) = stack.submit(request(&good, vec![small])).await;
+    assert_eq!(stack.finish(&id, 60).await.0.state, JobState::Succeeded);
+}
