@@ -43,3 +43,15 @@ lint:
 bench: build
     cargo build --release -p lightbox-convert --bins
     cargo run --release -q -p lightbox-tests --bin bench-foundation
+
+# Renderer benchmark: the procedural bearing at 512² 64 spp (denoised), 1024² 128 spp and a 12-frame
+# turntable, side by side with Blender 5.0 Cycles CPU (bpy, installed into .tools/bpy on first use).
+bench-render *ARGS: setup
+    test -x .tools/bpy/bin/python || (python3 -m venv .tools/bpy && .tools/bpy/bin/pip install -q bpy==5.0.1)
+    cargo run --release -q -p render-runtime --example bench_render -- --blender-python .tools/bpy/bin/python {{ARGS}}
+
+# Render-function benchmark: a 512² thumbnail through NATS and S3 next to the bare render, and
+# light-queue throughput.
+bench-render-e2e: setup
+    cargo build --release -q -p lightbox-render --bins
+    cargo run --release -q -p lightbox-tests --bin bench-render-e2e
