@@ -122,6 +122,7 @@ pub struct NatsServer {
     child: Option<Child>,
     pub dir: TempDir,
     config: Option<PathBuf>,
+    env: Vec<(String, String)>,
 }
 
 impl NatsServer {
@@ -131,11 +132,17 @@ impl NatsServer {
 
     /// Starts with an optional server config file (for auth tests).
     pub fn start_with_config(config: Option<PathBuf>) -> Self {
+        Self::start_with(config, Vec::new())
+    }
+
+    /// Starts with a server config file and environment (for `$VAR` substitution in it).
+    pub fn start_with(config: Option<PathBuf>, env: Vec<(String, String)>) -> Self {
         let mut server = Self {
             port: free_port(None),
             child: None,
             dir: TempDir::new("nats"),
             config,
+            env,
         };
         server.spawn().expect("nats-server starts");
         server
@@ -158,6 +165,7 @@ impl NatsServer {
         if let Some(config) = &self.config {
             command.arg("-c").arg(config);
         }
+        command.envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
         self.child = Some(command.spawn().context("spawning nats-server")?);
         wait_for_port(self.port, Duration::from_secs(10))
     }

@@ -13,3 +13,7 @@ mod processes;
 /// concurrency between queues, STEP through the tessellation cache and a continuation,
 /// cancellation, bad models and limits.
 mod render;
+
+/// The least-privilege NATS config in `infra/nats/auth.conf`: what each function user may and may
+/// not do, refused passwords, and no secrets in worker logs.
+mod security;

@@ -83,19 +83,16 @@ impl Client {
     /// Connects and makes sure the streams and KV bucket exist.
     pub async fn connect(config: &NatsConfig) -> anyhow::Result<Self> {
         let nats = config.connect("lightbox-client").await?;
-        Self::from_nats(nats, config.replicas).await
+        Self::from_nats(nats, &config.overrides()).await
     }
 
-    pub async fn from_nats(nats: async_nats::Client, replicas: usize) -> anyhow::Result<Self> {
+    /// Wraps a connected client; creates or binds the streams and bucket as `overrides` says.
+    pub async fn from_nats(
+        nats: async_nats::Client,
+        overrides: &Overrides,
+    ) -> anyhow::Result<Self> {
         let js = jetstream::new(nats.clone());
-        let infra = infra::ensure(
-            &js,
-            &Overrides {
-                replicas: Some(replicas),
-                ..Default::default()
-            },
-        )
-        .await?;
+        let infra = infra::ensure(&js, overrides).await?;
         Ok(Self { nats, js, infra })
     }
 

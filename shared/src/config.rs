@@ -47,6 +47,11 @@ pub struct NatsConfig {
     pub password: Option<String>,
     /// Replicas for streams and the KV bucket: 1 on one machine, 3 on a cluster.
     pub replicas: usize,
+    /// Only bind to existing streams, consumers and KV (operators create them from `infra/nats/`);
+    /// for least-privilege users that may not manage JetStream.
+    pub bind_only: bool,
+    /// Inbox prefix for replies, so a server config can give each user its own reply space.
+    pub inbox_prefix: Option<String>,
 }
 
 impl Default for NatsConfig {
@@ -57,6 +62,8 @@ impl Default for NatsConfig {
             user: None,
             password: None,
             replicas: 1,
+            bind_only: false,
+            inbox_prefix: None,
         }
     }
 }
@@ -71,6 +78,19 @@ impl NatsConfig {
                 .ok()
                 .filter(|v| !v.is_empty()),
             replicas: env_parse("LIGHTBOX_NATS_REPLICAS", 1),
+            bind_only: env_bool("LIGHTBOX_BIND_ONLY", false),
+            inbox_prefix: std::env::var("NATS_INBOX_PREFIX")
+                .ok()
+                .filter(|v| !v.is_empty()),
+        }
+    }
+
+    /// The stream and consumer overrides this connection implies.
+    pub fn overrides(&self) -> crate::infra::Overrides {
+        crate::infra::Overrides {
+            replicas: Some(self.replicas),
+            bind_only: self.bind_only,
+            ..Default::default()
         }
     }
 
@@ -85,6 +105,9 @@ impl NatsConfig {
         }
         if let (Some(user), Some(password)) = (&self.user, &self.password) {
             options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(prefix) = &self.inbox_prefix {
+            options = options.custom_inbox_prefix(prefix.clone());
         }
         let client = tokio::time::timeout(Duration::from_secs(30), options.connect(&self.url))
             .await

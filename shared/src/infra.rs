@@ -55,6 +55,8 @@ pub struct Overrides {
     pub ack_wait: Option<Duration>,
     pub max_deliver: Option<i64>,
     pub max_ack_pending: Option<i64>,
+    /// Bind to existing definitions instead of creating or updating them.
+    pub bind_only: bool,
 }
 
 fn stream_config(json: &str, overrides: &Overrides) -> anyhow::Result<stream::Config> {
@@ -134,6 +136,21 @@ pub struct Infra {
 
 /// Creates or updates the streams and the KV bucket from the committed definitions.
 pub async fn ensure(js: &jetstream::Context, overrides: &Overrides) -> anyhow::Result<Infra> {
+    if overrides.bind_only {
+        let jobs = js
+            .get_stream(JOBS_STREAM)
+            .await
+            .context("opening stream JOBS (bind only)")?;
+        let kv = js
+            .get_key_value(JOBS_BUCKET)
+            .await
+            .context("opening KV bucket jobs (bind only)")?;
+        return Ok(Infra {
+            js: js.clone(),
+            jobs,
+            kv,
+        });
+    }
     for json in [JOBS_STREAM_JSON, EVENTS_STREAM_JSON, DLQ_STREAM_JSON] {
         let config = stream_config(json, overrides)?;
         let name = config.name.clone();
@@ -163,6 +180,13 @@ pub async fn ensure_consumer(
     overrides: &Overrides,
 ) -> anyhow::Result<consumer::Consumer<consumer::pull::Config>> {
     let config = consumer_config(queue, overrides)?;
+    if overrides.bind_only {
+        let name = consumer_name(queue);
+        return jobs
+            .get_consumer(&name)
+            .await
+            .map_err(|err| anyhow::anyhow!("opening consumer {name} (bind only): {err}"));
+    }
     jobs.create_consumer(config)
         .await
         .with_context(|| format!("creating or updating consumer for {queue}"))
@@ -217,6 +241,7 @@ mod tests {
             ack_wait: Some(Duration::from_secs(2)),
             max_deliver: Some(2),
             max_ack_pending: Some(7),
+            bind_only: false,
         };
         let consumer = consumer_config("convert", &overrides).unwrap();
         assert_eq!(consumer.ack_wait, Duration::from_secs(2));

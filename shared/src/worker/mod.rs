@@ -208,6 +208,7 @@ impl Worker {
             ack_wait: config.ack_wait,
             max_deliver: config.max_deliver,
             max_ack_pending: config.max_ack_pending,
+            bind_only: config.nats.bind_only,
         };
         let infra = infra::ensure(&js, &overrides).await?;
         let consumer = infra::ensure_consumer(&infra.jobs, &config.queue, &overrides).await?;
@@ -300,6 +301,7 @@ async fn pull_loop<H: Handler>(
         ack_wait: shared.config.ack_wait,
         max_deliver: shared.config.max_deliver,
         max_ack_pending: shared.config.max_ack_pending,
+        bind_only: shared.config.nats.bind_only,
     };
     let mut consumer =
         infra::ensure_consumer(&shared.infra.jobs, &shared.config.queue, &overrides).await?;
