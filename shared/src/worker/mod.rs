@@ -260,14 +260,41 @@ impl Worker {
 }
 
 /// Runs a function until SIGTERM or SIGINT, then drains. This is all a function's `main` calls.
+///
+/// With the single argument `--check` it instead asks the running instance named by
+/// `LIGHTBOX_INSTANCE` for its status over NATS and exits non-zero if it does not answer
+/// (the container health check and liveness probe).
 pub async fn run<H: Handler>(handler: H) -> anyhow::Result<()> {
     crate::telemetry::init();
     let config = WorkerConfig::from_env(H::DEFAULT_QUEUE, H::DEFAULT_CONCURRENCY);
+    if std::env::args().nth(1).as_deref() == Some("--check") {
+        return check::<H>(&config).await;
+    }
     let worker = Worker::start(config, handler).await?;
     wait_for_signal().await;
     info!("signal received: draining");
     worker.shutdown().await?;
     info!("drained, exiting");
+    Ok(())
+}
+
+/// Asks the instance's status endpoint for its counters; an answer means it is alive and serving.
+async fn check<H: Handler>(config: &WorkerConfig) -> anyhow::Result<()> {
+    let client = tokio::time::timeout(
+        Duration::from_secs(5),
+        config.nats.connect("lightbox-check"),
+    )
+    .await
+    .context("NATS did not answer within 5 s")??;
+    let subject = service::status_subject(&format!("lightbox-{}", H::FUNCTION), &config.instance);
+    let reply = tokio::time::timeout(
+        Duration::from_secs(3),
+        client.request(subject.clone(), bytes::Bytes::new()),
+    )
+    .await
+    .with_context(|| format!("instance {} did not answer on {subject}", config.instance))?
+    .with_context(|| format!("instance {} is not serving", config.instance))?;
+    println!("{}", String::from_utf8_lossy(&reply.payload));
     Ok(())
 }
 

@@ -10,6 +10,14 @@ use futures::StreamExt;
 use super::Counters;
 use crate::config::WorkerConfig;
 
+/// The subject on which an instance answers with its counters.
+pub(super) fn status_subject(service: &str, instance: &str) -> String {
+    format!(
+        "lightbox.status.{service}.{}",
+        crate::events::subject_token(instance)
+    )
+}
+
 pub(super) async fn register(
     client: &async_nats::Client,
     name: &str,
@@ -35,11 +43,7 @@ pub(super) async fn register(
     let mut endpoint = service
         .endpoint_builder()
         .name("status")
-        .add(format!(
-            "lightbox.status.{}.{}",
-            name,
-            crate::events::subject_token(&config.instance)
-        ))
+        .add(status_subject(name, &config.instance))
         .await
         .map_err(|err| anyhow::anyhow!("adding status endpoint: {err}"))?;
     tokio::spawn(async move {
