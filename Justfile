@@ -55,3 +55,12 @@ bench-render *ARGS: setup
 bench-render-e2e: setup
     cargo build --release -q -p lightbox-render --bins
     cargo run --release -q -p lightbox-tests --bin bench-render-e2e
+
+# Fault injection: 300 mixed jobs while workers are SIGKILLed, nats-server restarts and S3 stops for
+# 20 s; ends with `jobs=N kills=N restarts=N redeliveries=N lost=N duplicated=N p50_ms=N p99_ms=N`.
+chaos: build
+    cargo run -q -p lightbox-tests --bin chaos
+
+# Tessellation benchmark: the 140-part bearing STEP → GLB next to OCCT's RWGltf_CafWriter path.
+bench-tessellate: setup
+    cargo run --release -q -p lightbox-tessellate --example bench_tessellate

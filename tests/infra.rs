@@ -39,24 +39,42 @@ fn dockerfiles_pass_hadolint() {
     }
 }
 
-/// The packages that provide the shared libraries a binary links, from `ldd` and `dpkg -S`,
-/// without the ones every Debian image has.
+/// The Debian packages that provide the shared libraries a binary links directly (its ELF
+/// `NEEDED` entries, resolved to paths by `ldd` and to packages by `dpkg -S`), without the ones
+/// every Debian image has. Their own dependencies come with them through apt.
 fn linked_packages(binary: &Path) -> BTreeSet<String> {
+    let readelf = Command::new("readelf")
+        .arg("-d")
+        .arg(binary)
+        .output()
+        .unwrap();
+    let needed: Vec<String> = String::from_utf8_lossy(&readelf.stdout)
+        .lines()
+        .filter(|l| l.contains("(NEEDED)"))
+        .filter_map(|l| {
+            l.split('[')
+                .nth(1)
+                .and_then(|r| r.split(']').next())
+                .map(str::to_owned)
+        })
+        .collect();
     let ldd = Command::new("ldd").arg(binary).output().unwrap();
+    let ldd = String::from_utf8_lossy(&ldd.stdout).to_string();
     let mut packages = BTreeSet::new();
-    for line in String::from_utf8_lossy(&ldd.stdout).lines() {
-        let Some(path) = line
-            .split("=>")
-            .nth(1)
-            .and_then(|rest| rest.split_whitespace().next())
-        else {
-            continue;
+    for library in needed {
+        let Some(path) = ldd.lines().find_map(|line| {
+            let (name, rest) = line.trim().split_once(" => ")?;
+            (name == library).then(|| {
+                rest.split_whitespace()
+                    .next()
+                    .unwrap_or_default()
+                    .to_owned()
+            })
+        }) else {
+            continue; // the dynamic loader itself
         };
-        if !path.starts_with('/') {
-            continue;
-        }
-        let real = std::fs::canonicalize(path).unwrap_or_else(|_| PathBuf::from(path));
-        let owner = [real.as_path(), Path::new(path)]
+        let real = std::fs::canonicalize(&path).unwrap_or_else(|_| PathBuf::from(&path));
+        let owner = [real.as_path(), Path::new(&path)]
             .iter()
             .find_map(|candidate| {
                 let out = Command::new("dpkg")

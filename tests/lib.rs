@@ -36,15 +36,22 @@ pub fn tool(name: &str) -> PathBuf {
 /// A function binary built by `cargo build --bins` next to this test binary.
 pub fn function_binary(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
-    // target/<profile>/deps/tests-<hash> → target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let path = dir.join(name);
-    assert!(
-        path.exists(),
-        "{} is missing: build it first with `cargo build --workspace --bins`",
-        path.display()
-    );
-    path
+    // Test binaries live in target/<profile>/deps/, bins in target/<profile>/.
+    let candidates: Vec<PathBuf> = [exe.parent(), exe.parent().and_then(Path::parent)]
+        .into_iter()
+        .flatten()
+        .map(|dir| dir.join(name))
+        .collect();
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| {
+            panic!(
+                "{} is missing: build it first with `cargo build --workspace --bins`",
+                candidates.last().unwrap().display()
+            )
+        })
 }
 
 /// A fresh, empty temporary directory removed on drop.

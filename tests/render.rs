@@ -528,3 +528,44 @@ async fn broken_models_and_requests_over_limits_fail_cleanly_and_write_nothing()
     let (id, _) = stack.submit(request(&good, vec![small])).await;
     assert_eq!(stack.finish(&id, 60).await.0.state, JobState::Succeeded);
 }
+
+#[tokio::test]
+async fn a_step_bearing_renders_through_the_real_tessellate_function() {
+    let stack = stack().await;
+    let step =
+        lightbox_tessellate::samples::step_bytes(lightbox_tessellate::samples::Sample::Bearing)
+            .unwrap();
+    let model = stack.upload("models/bearing.step", &step).await;
+    let _light = stack.render_worker("render.light", &[]).await;
+    let env = function_env(&stack.nats, &stack.s3.env());
+    let tessellator = FunctionProcess::spawn(
+        &function_binary("lightbox-tessellate"),
+        &env,
+        &stack.logs,
+        "tessellate",
+    );
+    wait_consuming(&tessellator, Duration::from_secs(30)).await;
+    let (id, _) = stack
+        .submit(request(
+            &model,
+            vec![json!({"width": 64, "height": 64, "samples": 4})],
+        ))
+        .await;
+    let (event, events) = stack.finish(&id, 180).await;
+    assert_eq!(
+        event.state,
+        JobState::Succeeded,
+        "{event:?}\n{}",
+        tessellator.log_text()
+    );
+    assert_eq!(event.result.as_ref().unwrap()["source"], "tessellated");
+    assert!(
+        events.iter().any(|e| e.state == JobState::Waiting),
+        "the render waited for the tessellation"
+    );
+    let cached = shared::cache::tessellation_key(&step, &TessellationParams::default());
+    assert!(
+        stack.store.exists(&cached).await.unwrap(),
+        "the GLB is cached for the next render"
+    );
+}

@@ -21,3 +21,8 @@ mod security;
 /// Deployment files: hadolint on every Dockerfile, runtime libraries against `ldd`, Kubernetes
 /// manifests against their schemas and the queues, and the container health check.
 mod infra;
+
+/// Tessellate jobs through the real `lightbox-tessellate` binary and S3: STEP to instanced GLB,
+/// the content cache (hits, and one meshing for concurrent requests), bad, crashing and hanging
+/// inputs failing in one delivery.
+mod tessellate;

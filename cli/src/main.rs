@@ -5,6 +5,7 @@
 mod progress;
 mod render_cmd;
 mod stack;
+mod tessellate_cmd;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -87,6 +88,8 @@ enum Command {
     },
     /// Render a model locally (or through the queues with --remote), printing a timing line per stage.
     Render(render_cmd::RenderArgs),
+    /// Tessellate a STEP file to GLB locally with the tessellate function's code.
+    Tessellate(tessellate_cmd::TessellateArgs),
     /// Run the local stack: nats-server, SeaweedFS and one instance of each function.
     Up {
         /// Start in the background and return.
@@ -129,6 +132,8 @@ impl From<ImageFormatArg> for ImageFormat {
 }
 
 fn main() -> std::process::ExitCode {
+    // When started as the OCCT child of a local tessellation, do only that.
+    lightbox_tessellate::serve_child_if_requested();
     stack::load_stack_env();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -282,6 +287,9 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Render(args) if args.remote => return render_remote(&args).await,
         Command::Render(args) => {
             tokio::task::spawn_blocking(move || render_cmd::run(&args)).await??
+        }
+        Command::Tessellate(args) => {
+            tokio::task::spawn_blocking(move || tessellate_cmd::run(&args)).await??
         }
         Command::Up { detach } => stack::up(detach).await?,
         Command::Down => stack::down()?,

@@ -10,8 +10,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context as _};
 
 /// Function binaries started by `up`, when built.
-const FUNCTIONS: [(&str, &[(&str, &str)]); 3] = [
+const FUNCTIONS: [(&str, &[(&str, &str)]); 4] = [
     ("lightbox-convert", &[]),
+    ("lightbox-tessellate", &[]),
     ("lightbox-render", &[("LIGHTBOX_QUEUE", "render.light")]),
     ("lightbox-render", &[("LIGHTBOX_QUEUE", "render.heavy")]),
 ];

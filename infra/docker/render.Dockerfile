@@ -9,9 +9,9 @@ COPY . .
 RUN cargo build --release --locked -p lightbox-render --bin lightbox-render
 
 FROM debian:bookworm-slim
-# runtime-packages: libembree3-3 libtbb12 libstdc++6
+# runtime-packages: libembree3-3
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libembree3-3=3.13.5+dfsg-2 libtbb12=2021.8.0-2+deb12u1 libstdc++6=12.2.0-14+deb12u1 \
+    && apt-get install -y --no-install-recommends libembree3-3=3.13.5+dfsg-2 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home lightbox
 COPY --from=build /src/target/release/lightbox-render /usr/local/bin/lightbox-render

@@ -1,0 +1,336 @@
+//! The queue handler: fetch the STEP file, answer from the cache when the same content was
+//! tessellated before, otherwise tessellate in a child process and store the GLB under its
+//! content key.
+//!
+//! Concurrent requests for the same content mesh once: jobs in one process queue on an in-process
+//! gate per cache key, and processes take a lock in the KV bucket `tessellate_locks`
+//! (`infra/nats/tessellate-locks.kv.json`) with `create`, which only one of them wins. Entries
+//! expire after the bucket's `max_age`, so a holder that died frees its lock; waiters poll the
+//! cache and take over when the lock is gone.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::{self, kv};
+use bytes::Bytes;
+use serde::Deserialize;
+use shared::config::{env_bool, env_parse};
+use shared::requests::TessellateRequest;
+use shared::worker::{Handler, Job, JobContext, Outcome};
+use shared::{Function, JobError, ObjectKey};
+use tracing::{info, warn};
+
+use crate::{cache_key, glb, tessellate_bytes, Isolation, Stats, TessellateParams};
+
+/// The lock bucket's committed definition.
+pub const LOCKS_KV_JSON: &str = include_str!("../../../infra/nats/tessellate-locks.kv.json");
+
+/// Limits of one tessellation.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Largest STEP file accepted, in bytes.
+    pub max_input_bytes: u64,
+    /// Wall-clock limit of the OCCT child.
+    pub timeout: Duration,
+    /// Address-space limit of the OCCT child, in bytes.
+    pub max_memory_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_input_bytes: 256 * 1024 * 1024,
+            timeout: Duration::from_secs(300),
+            max_memory_bytes: 8 * 1024 * 1024 * 1024,
+        }
+    }
+}
+
+impl Limits {
+    /// `LIGHTBOX_TESSELLATE_MAX_INPUT_BYTES`, `LIGHTBOX_TESSELLATE_TIMEOUT_SECS` and
+    /// `LIGHTBOX_TESSELLATE_MAX_MEMORY_MB`, else the defaults.
+    pub fn from_env() -> Self {
+        let defaults = Self::default();
+        Self {
+            max_input_bytes: env_parse(
+                "LIGHTBOX_TESSELLATE_MAX_INPUT_BYTES",
+                defaults.max_input_bytes,
+            ),
+            timeout: Duration::from_secs_f64(env_parse(
+                "LIGHTBOX_TESSELLATE_TIMEOUT_SECS",
+                defaults.timeout.as_secs_f64(),
+            )),
+            max_memory_bytes: env_parse(
+                "LIGHTBOX_TESSELLATE_MAX_MEMORY_MB",
+                defaults.max_memory_bytes / (1024 * 1024),
+            ) * 1024
+                * 1024,
+        }
+    }
+}
+
+/// The queue handler.
+pub struct TessellateHandler {
+    pub limits: Limits,
+    pub isolation: Isolation,
+    /// In-process single flight: one gate per cache key being produced.
+    gates: Mutex<HashMap<ObjectKey, Arc<tokio::sync::Mutex<()>>>>,
+    locks: tokio::sync::OnceCell<kv::Store>,
+}
+
+impl TessellateHandler {
+    pub fn new(limits: Limits, isolation: Isolation) -> Self {
+        Self {
+            limits,
+            isolation,
+            gates: Mutex::new(HashMap::new()),
+            locks: tokio::sync::OnceCell::new(),
+        }
+    }
+
+    /// Limits from the environment; this executable is the OCCT child
+    /// (`LIGHTBOX_TESSELLATE_FAULT_INJECTION=1` enables test faults).
+    pub fn from_env() -> std::io::Result<Self> {
+        let limits = Limits::from_env();
+        let mut isolation = Isolation::current_exe(limits.timeout, limits.max_memory_bytes)?;
+        isolation.fault_injection = env_bool("LIGHTBOX_TESSELLATE_FAULT_INJECTION", false);
+        Ok(Self::new(limits, isolation))
+    }
+
+    fn gate(&self, key: &ObjectKey) -> Arc<tokio::sync::Mutex<()>> {
+        let mut gates = self.gates.lock().expect("gates lock");
+        gates.entry(key.clone()).or_default().clone()
+    }
+
+    fn release_gate(&self, key: &ObjectKey, gate: Arc<tokio::sync::Mutex<()>>) {
+        let mut gates = self.gates.lock().expect("gates lock");
+        // The map and this job hold it: nobody else waits.
+        if Arc::strong_count(&gate) <= 2 {
+            gates.remove(key);
+        }
+    }
+
+    async fn lock_bucket(&self, client: &async_nats::Client) -> Result<&kv::Store, JobError> {
+        self.locks
+            .get_or_try_init(|| async {
+                let config = locks_config().map_err(JobError::permanent)?;
+                jetstream::new(client.clone())
+                    .create_or_update_key_value(config)
+                    .await
+                    .map_err(|err| {
+                        JobError::retryable(format!("creating KV bucket tessellate_locks: {err}"))
+                    })
+            })
+            .await
+    }
+
+    /// The cached GLB, if it exists.
+    async fn cached(&self, ctx: &JobContext, key: &ObjectKey) -> Result<Option<Bytes>, JobError> {
+        if !ctx.store.exists(key).await? {
+            return Ok(None);
+        }
+        ctx.store.get(key, None).await.map(Some)
+    }
+
+    /// Takes the cross-process lock for `key`, or waits until the GLB appears. Returns the GLB
+    /// when another process produced it, or `None` when this job should produce it (it then
+    /// holds the lock, or the wait passed the lock's lifetime).
+    async fn lock_or_wait(
+        &self,
+        ctx: &JobContext,
+        locks: &kv::Store,
+        lock: &str,
+        key: &ObjectKey,
+    ) -> Result<(Option<Bytes>, bool), JobError> {
+        let owner = format!("{}", ctx.id);
+        let give_up = Instant::now() + self.limits.timeout + Duration::from_secs(30);
+        loop {
+            match locks.create(lock, Bytes::from(owner.clone())).await {
+                Ok(_) => return Ok((None, true)),
+                Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {}
+                Err(err) => {
+                    return Err(JobError::retryable(format!(
+                        "taking tessellate lock {lock}: {err}"
+                    )))
+                }
+            }
+            if ctx.is_cancelled() {
+                return Err(JobError::Cancelled);
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            if let Some(glb) = self.cached(ctx, key).await? {
+                return Ok((Some(glb), false));
+            }
+            if Instant::now() > give_up {
+                warn!(%lock, "tessellate lock held too long; producing the GLB here");
+                return Ok((None, false));
+            }
+        }
+    }
+
+    async fn produce(
+        &self,
+        ctx: &JobContext,
+        input: Bytes,
+        params: TessellateParams,
+        key: &ObjectKey,
+    ) -> Result<(Bytes, Option<Stats>), JobError> {
+        if let Some(glb) = self.cached(ctx, key).await? {
+            return Ok((glb, None));
+        }
+        let locks = self.lock_bucket(&ctx.client).await?;
+        let lock = key.file_name().trim_end_matches(".glb").to_owned();
+        let (found, owned) = self.lock_or_wait(ctx, locks, &lock, key).await?;
+        if let Some(glb) = found {
+            return Ok((glb, None));
+        }
+        let result = async {
+            // Another process may have finished between our cache check and the lock.
+            if let Some(glb) = self.cached(ctx, key).await? {
+                return Ok((glb, None));
+            }
+            ctx.progress(2, 4, None, "tessellating");
+            let isolation = self.isolation.clone();
+            let max_input = self.limits.max_input_bytes;
+            let cancel = ctx.cancel_flag();
+            let done = tokio::task::spawn_blocking(move || {
+                tessellate_bytes(&input, &params, max_input, &isolation, Some(&cancel))
+            })
+            .await
+            .map_err(|err| JobError::permanent(format!("tessellation task failed: {err}")))??;
+            let glb = Bytes::from(done.glb);
+            ctx.store.put(key, glb.clone()).await?;
+            Ok((glb, Some(done.stats)))
+        }
+        .await;
+        if owned {
+            if let Err(err) = locks.delete(&lock).await {
+                warn!(%lock, error = %err, "could not release tessellate lock; it expires");
+            }
+        }
+        result
+    }
+}
+
+#[derive(Deserialize)]
+struct KvFile {
+    bucket: String,
+    description: String,
+    history: i64,
+    max_age: u64,
+    max_value_size: i32,
+    storage: jetstream::stream::StorageType,
+    num_replicas: usize,
+}
+
+/// The lock bucket's configuration from `infra/nats/tessellate-locks.kv.json`, with
+/// `LIGHTBOX_NATS_REPLICAS` applied.
+pub fn locks_config() -> Result<kv::Config, String> {
+    let file: KvFile = serde_json::from_str(LOCKS_KV_JSON)
+        .map_err(|err| format!("parsing tessellate-locks.kv.json: {err}"))?;
+    Ok(kv::Config {
+        bucket: file.bucket,
+        description: file.description,
+        history: file.history,
+        max_age: Duration::from_nanos(file.max_age),
+        max_value_size: file.max_value_size,
+        storage: file.storage,
+        num_replicas: env_parse("LIGHTBOX_NATS_REPLICAS", file.num_replicas),
+        ..Default::default()
+    })
+}
+
+impl Handler for TessellateHandler {
+    type Request = TessellateRequest;
+    const FUNCTION: Function = Function::Tessellate;
+    const DEFAULT_QUEUE: &'static str = "tessellate";
+    const DEFAULT_CONCURRENCY: usize = 2;
+
+    async fn handle(&self, job: Job<TessellateRequest>) -> Result<Outcome, JobError> {
+        let Job { request, ctx } = job;
+        let params = TessellateParams::from_request(&request)?;
+        if let Some(output) = &request.output {
+            ctx.store.check(output)?;
+        }
+        let fetch_start = Instant::now();
+        let input = ctx
+            .store
+            .get(&request.input, Some(self.limits.max_input_bytes))
+            .await
+            .map_err(|err| match err {
+                JobError::Permanent { message } if message.contains("over the limit") => {
+                    JobError::permanent(format!("{message} (LIGHTBOX_TESSELLATE_MAX_INPUT_BYTES)"))
+                }
+                other => other,
+            })?;
+        let fetch_ms = fetch_start.elapsed().as_secs_f64() * 1000.0;
+        // Refuse what is plainly no STEP file before starting OCCT or taking locks.
+        crate::check_step_bytes(&input, self.limits.max_input_bytes)?;
+        ctx.progress(1, 4, None, "fetched input");
+        let key = cache_key(&input, &params);
+        let input_bytes = input.len();
+
+        let gate = self.gate(&key);
+        let produced = {
+            let _turn = gate.lock().await;
+            self.produce(&ctx, input, params, &key).await
+        };
+        self.release_gate(&key, gate);
+        let (glb, stats) = produced?;
+        ctx.progress(3, 4, None, "stored GLB");
+
+        let upload_start = Instant::now();
+        if let Some(output) = request.output.as_ref().filter(|o| **o != key) {
+            ctx.store.put(output, glb.clone()).await?;
+        }
+        let copy_ms = upload_start.elapsed().as_secs_f64() * 1000.0;
+        let hit = stats.is_none();
+        let (parts, instances, triangles) = match &stats {
+            Some(stats) => (stats.parts, stats.instances, stats.triangles),
+            None => {
+                let counts = glb::glb_counts(&glb).ok_or_else(|| {
+                    JobError::permanent(format!(
+                        "cached object {key} is not a GLB this function wrote"
+                    ))
+                })?;
+                (counts.parts, counts.instances, counts.triangles)
+            }
+        };
+        let (read_ms, mesh_ms, write_ms) = stats
+            .as_ref()
+            .map(|s| (s.read_ms, s.mesh_ms, s.write_ms))
+            .unwrap_or_default();
+        let output = request.output.clone().unwrap_or_else(|| key.clone());
+        info!(cache = if hit { "hit" } else { "miss" }, %key, parts, instances, triangles, "tessellated");
+        let mut outputs = vec![output.to_string()];
+        if output != key {
+            outputs.push(key.to_string());
+        }
+        Ok(Outcome {
+            outputs,
+            result: serde_json::json!({
+                "output": output.as_str(),
+                "cache_key": key.as_str(),
+                "cache": if hit { "hit" } else { "miss" },
+                "parts": parts,
+                "instances": instances,
+                "triangles": triangles,
+                "distinct_triangles": stats.as_ref().map(|s| s.distinct_triangles),
+                "glb_bytes": glb.len(),
+                "input_bytes": input_bytes,
+                "linear_deflection_m": stats.as_ref().map(|s| s.linear_deflection_m),
+                "angular_deflection": stats.as_ref().map(|s| s.angular_deflection),
+                "timings_ms": {"read": read_ms, "mesh": mesh_ms, "write": write_ms},
+            }),
+            timings_ms: vec![
+                ("fetch".into(), fetch_ms),
+                ("read".into(), read_ms),
+                ("mesh".into(), mesh_ms),
+                ("write".into(), write_ms),
+                ("copy".into(), copy_ms),
+            ],
+            ..Outcome::default()
+        })
+    }
+}

@@ -1,0 +1,360 @@
+//! The tessellate function: STEP (AP203/AP214/AP242) in, instanced binary glTF out.
+//!
+//! OpenCASCADE 7.6 reads the file with XCAF (names, colours, the assembly tree, units) and meshes
+//! each distinct part once through a small C++ shim (`occt/shim.cpp`, the only `unsafe` code is
+//! in [`ffi`]); Rust writes the GLB ([`glb`]): one mesh per part, one node per placement, metres,
+//! Y-up. In the worker, OCCT runs in a child process with a time and memory limit ([`isolate`]),
+//! and results are cached per CAD content under [`cache_key`] ([`handler`]).
+//!
+//! The pure core is [`tessellate_bytes`] (isolated) or [`tessellate_file`] (in this process);
+//! the queue handler and `lightbox tessellate` both run it.
+//!
+//! ```no_run
+//! use lightbox_tessellate::{samples, tessellate_file, TessellateParams};
+//!
+//! let dir = std::env::temp_dir();
+//! let step = dir.join("bracket.step");
+//! samples::write_step(samples::Sample::Bracket, &step).unwrap();
+//! let done = tessellate_file(&step, &TessellateParams::default()).unwrap();
+//! assert_eq!(&done.glb[0..4], b"glTF");
+//! println!("{} parts, {} triangles", done.stats.parts, done.stats.triangles);
+//! ```
+
+pub mod ffi;
+pub mod glb;
+pub mod handler;
+pub mod isolate;
+pub mod model;
+pub mod samples;
+
+use std::path::Path;
+use std::time::Instant;
+
+use serde::{Deserialize, Serialize};
+use shared::requests::{TessellateRequest, TessellationParams};
+use shared::ObjectKey;
+
+pub use handler::{Limits, TessellateHandler};
+pub use isolate::{run_isolated, serve_child_if_requested, Isolation};
+
+/// Part of every cache key (`shared::cache::TESSELLATOR_VERSION`): bump it there whenever the GLB
+/// for the same input would change.
+pub use shared::cache::TESSELLATOR_VERSION;
+
+/// The default linear deflection, as a fraction of the model's bounding-box diagonal.
+pub const DEFAULT_RELATIVE_DEFLECTION: f64 = 0.001;
+
+/// Meshing parameters. `None` takes the defaults: a linear deflection of
+/// [`DEFAULT_RELATIVE_DEFLECTION`] times the model's size, and 0.5 rad.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+pub struct TessellateParams {
+    /// Largest distance between the mesh and the surface, in metres.
+    pub linear_deflection: Option<f64>,
+    /// Largest angle between neighbouring facets' normals, in radians.
+    pub angular_deflection: Option<f64>,
+}
+
+impl TessellateParams {
+    /// Validated parameters from a job request.
+    pub fn from_request(request: &TessellateRequest) -> Result<Self, TessellateError> {
+        let params = Self {
+            linear_deflection: request.linear_deflection,
+            angular_deflection: request.angular_deflection,
+        };
+        params.validate()?;
+        Ok(params)
+    }
+
+    pub fn validate(&self) -> Result<(), TessellateError> {
+        if let Some(d) = self.linear_deflection {
+            if !(d.is_finite() && d > 0.0 && d <= 1.0) {
+                return Err(TessellateError::Parameters {
+                    reason: format!("linear_deflection {d} m is outside (0, 1]"),
+                });
+            }
+        }
+        if let Some(a) = self.angular_deflection {
+            if !(a.is_finite() && (0.01..=std::f64::consts::FRAC_PI_2).contains(&a)) {
+                return Err(TessellateError::Parameters {
+                    reason: format!("angular_deflection {a} rad is outside [0.01, pi/2]"),
+                });
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a tessellation failed. Everything but [`TessellateError::Io`] is a problem with the input
+/// or its parameters, and retrying would not help.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum TessellateError {
+    #[error("input is {size} bytes, over the tessellate limit of {limit} bytes")]
+    InputTooLarge { size: u64, limit: u64 },
+    #[error("input is not a STEP file: {reason}")]
+    NotStep { reason: String },
+    #[error("the STEP file is truncated: {reason}")]
+    Truncated { reason: String },
+    #[error("{message}")]
+    NoSolids { message: String },
+    #[error("could not read the STEP file: {message}")]
+    Unreadable { message: String },
+    #[error("OpenCASCADE failed: {message}")]
+    Occt { message: String },
+    #[error("tessellation ran out of memory (limit {limit_mib} MiB)")]
+    OutOfMemory { limit_mib: u64 },
+    #[error("tessellation timed out after {seconds} s: the STEP file is too complex or hangs OpenCASCADE")]
+    TimedOut { seconds: f64 },
+    #[error("the tessellator crashed ({how}; memory limit {memory_limit_mib} MiB){}", if stderr.is_empty() { String::new() } else { format!(": {stderr}") })]
+    Crashed {
+        how: String,
+        memory_limit_mib: u64,
+        stderr: String,
+    },
+    #[error("invalid parameters: {reason}")]
+    Parameters { reason: String },
+    #[error("could not write the GLB: {reason}")]
+    Glb { reason: String },
+    #[error("{what}: {reason}")]
+    Io { what: String, reason: String },
+    #[error("cancelled")]
+    Cancelled,
+}
+
+impl TessellateError {
+    /// Whether a later attempt could succeed (local I/O trouble only).
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Io { .. })
+    }
+}
+
+impl From<TessellateError> for shared::JobError {
+    fn from(err: TessellateError) -> Self {
+        match err {
+            TessellateError::Cancelled => shared::JobError::Cancelled,
+            err if err.is_retryable() => shared::JobError::retryable(err.to_string()),
+            err => shared::JobError::permanent(err.to_string()),
+        }
+    }
+}
+
+impl From<ffi::OcctError> for TessellateError {
+    fn from(err: ffi::OcctError) -> Self {
+        use ffi::OcctStatus;
+        match err.status {
+            OcctStatus::NotStep | OcctStatus::Transfer => Self::Unreadable {
+                message: err.message,
+            },
+            OcctStatus::NoSolids => Self::NoSolids {
+                message: err.message,
+            },
+            OcctStatus::OutOfMemory => Self::OutOfMemory { limit_mib: 0 },
+            OcctStatus::Failure => Self::Occt {
+                message: err.message,
+            },
+        }
+    }
+}
+
+/// What one tessellation produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Stats {
+    /// Distinct parts (meshed once each).
+    pub parts: usize,
+    /// Placements: nodes in the GLB.
+    pub instances: usize,
+    /// Triangles in the scene, counting every instance.
+    pub triangles: u64,
+    /// Triangles meshed and stored, counting each part once.
+    pub distinct_triangles: u64,
+    pub read_ms: f64,
+    pub mesh_ms: f64,
+    pub write_ms: f64,
+    pub linear_deflection_m: f64,
+    pub angular_deflection: f64,
+    pub bbox_diagonal_m: f64,
+    pub glb_bytes: u64,
+}
+
+/// A GLB and its stats.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tessellated {
+    pub glb: Vec<u8>,
+    pub stats: Stats,
+}
+
+const STEP_MAGIC: &[u8] = b"ISO-10303-21;";
+const STEP_END: &[u8] = b"END-ISO-10303-21;";
+
+/// Cheap checks before OCCT sees the bytes: the size limit, the STEP header and the terminator.
+/// A truncated file is named by the last entity it starts.
+pub fn check_step_bytes(bytes: &[u8], max_input_bytes: u64) -> Result<(), TessellateError> {
+    if bytes.len() as u64 > max_input_bytes {
+        return Err(TessellateError::InputTooLarge {
+            size: bytes.len() as u64,
+            limit: max_input_bytes,
+        });
+    }
+    let body = bytes.strip_prefix(b"\xef\xbb\xbf").unwrap_or(bytes);
+    let start = body
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(body.len());
+    let body = &body[start..];
+    if !body.starts_with(STEP_MAGIC) {
+        let reason = if body.starts_with(&[0x1f, 0x8b]) {
+            "it is gzip-compressed (decompress it first)".to_owned()
+        } else if body.starts_with(b"PK\x03\x04") {
+            "it is a ZIP archive".to_owned()
+        } else if body.is_empty() {
+            "it is empty".to_owned()
+        } else {
+            let shown: String = String::from_utf8_lossy(&body[..body.len().min(24)])
+                .chars()
+                .map(|c| if c.is_control() { '.' } else { c })
+                .collect();
+            format!("it does not start with ISO-10303-21; (it starts with {shown:?})")
+        };
+        return Err(TessellateError::NotStep { reason });
+    }
+    let end = body
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map(|i| i + 1)
+        .unwrap_or(0);
+    if !body[..end].ends_with(STEP_END) {
+        let last_entity = last_entity_id(body);
+        let reason = match last_entity {
+            Some(id) => format!("it ends inside or after entity #{id} without END-ISO-10303-21;"),
+            None => "it ends before its DATA section, without END-ISO-10303-21;".to_owned(),
+        };
+        return Err(TessellateError::Truncated { reason });
+    }
+    Ok(())
+}
+
+/// The id of the last `#N=` entity instance in a STEP file.
+fn last_entity_id(body: &[u8]) -> Option<u64> {
+    let mut at = body.len();
+    while let Some(hash) = body[..at].iter().rposition(|&b| b == b'#') {
+        let digits: Vec<u8> = body[hash + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_digit())
+            .copied()
+            .collect();
+        let after = body[hash + 1 + digits.len()..]
+            .iter()
+            .find(|b| !b.is_ascii_whitespace());
+        let at_line_start = body[..hash]
+            .iter()
+            .rev()
+            .find(|b| **b != b' ' && **b != b'\t')
+            .is_none_or(|b| *b == b'\n' || *b == b'\r' || *b == b';');
+        if !digits.is_empty() && after == Some(&b'=') && at_line_start {
+            return std::str::from_utf8(&digits).ok()?.parse().ok();
+        }
+        at = hash;
+    }
+    None
+}
+
+/// The content-derived cache key, `cache/tessellate/<sha256>.glb`: sha256 of the STEP bytes, the
+/// parameters and the tessellator version. It is `shared::cache::tessellation_key`, so other
+/// functions (render) find the GLB without asking for a tessellation.
+pub fn cache_key(step: &[u8], params: &TessellateParams) -> ObjectKey {
+    shared::cache::tessellation_key(
+        step,
+        &TessellationParams {
+            linear_deflection: params.linear_deflection,
+            angular_deflection: params.angular_deflection,
+        },
+    )
+}
+
+/// Reads, meshes and writes in this process (the child process runs this). Prefer
+/// [`tessellate_bytes`], which isolates OCCT.
+pub fn tessellate_file(
+    step: &Path,
+    params: &TessellateParams,
+) -> Result<Tessellated, TessellateError> {
+    params.validate()?;
+    let model = ffi::read_and_mesh(
+        step,
+        params.linear_deflection,
+        DEFAULT_RELATIVE_DEFLECTION,
+        params.angular_deflection,
+    )?;
+    let write_start = Instant::now();
+    let glb = glb::write_glb(
+        &model,
+        &format!("lightbox-tessellate {}", TESSELLATOR_VERSION),
+    )
+    .map_err(|err| TessellateError::Glb {
+        reason: err.to_string(),
+    })?;
+    let stats = Stats {
+        parts: model.parts.len(),
+        instances: model.placements.len(),
+        triangles: model.instanced_triangles() as u64,
+        distinct_triangles: model.distinct_triangles() as u64,
+        read_ms: model.read_ms,
+        mesh_ms: model.mesh_ms,
+        write_ms: write_start.elapsed().as_secs_f64() * 1000.0,
+        linear_deflection_m: model.linear_deflection_m,
+        angular_deflection: model.angular_deflection,
+        bbox_diagonal_m: model.bbox_diagonal_m,
+        glb_bytes: glb.len() as u64,
+    };
+    Ok(Tessellated { glb, stats })
+}
+
+/// The pure core: checks the bytes, then reads, meshes and writes in a child process under the
+/// isolation's time and memory limits.
+pub fn tessellate_bytes(
+    step: &[u8],
+    params: &TessellateParams,
+    max_input_bytes: u64,
+    isolation: &Isolation,
+    cancel: Option<&std::sync::atomic::AtomicBool>,
+) -> Result<Tessellated, TessellateError> {
+    params.validate()?;
+    check_step_bytes(step, max_input_bytes)?;
+    let (glb, stats) = run_isolated(step, params, isolation, cancel)?;
+    Ok(Tessellated { glb, stats })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::samples::{self, Sample};
+
+    fn sample_file(sample: Sample) -> std::path::PathBuf {
+        let path = std::env::temp_dir().join(format!(
+            "lightbox-tess-unit-{}-{}.step",
+            sample.name(),
+            std::process::id()
+        ));
+        samples::write_step(sample, &path).unwrap();
+        path
+    }
+
+    #[test]
+    fn every_sample_tessellates_to_a_glb() {
+        for sample in [
+            Sample::Bracket,
+            Sample::Flange,
+            Sample::Duct,
+            Sample::Bearing,
+        ] {
+            let path = sample_file(sample);
+            let bytes = std::fs::read(&path).unwrap();
+            check_step_bytes(&bytes, u64::MAX).unwrap();
+            let start = Instant::now();
+            let done = tessellate_file(&path, &TessellateParams::default()).unwrap();
+            eprintln!("{sample:?}: {:?} in {:?}", done.stats, start.elapsed());
+            assert_eq!(&done.glb[0..4], b"glTF");
+            assert!(done.stats.triangles > 100, "{sample:?}");
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}

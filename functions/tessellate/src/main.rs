@@ -1,0 +1,8 @@
+//! `lightbox-tessellate`: serves the `tessellate` queue until SIGTERM. The same executable is the
+//! OCCT child process (see `lightbox_tessellate::isolate`), so that check comes first.
+
+fn main() -> anyhow::Result<()> {
+    lightbox_tessellate::serve_child_if_requested();
+    let handler = lightbox_tessellate::TessellateHandler::from_env()?;
+    tokio::runtime::Runtime::new()?.block_on(shared::worker::run(handler))
+}
