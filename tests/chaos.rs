@@ -23,10 +23,16 @@ use shared::requests::{ConvertRequest, ImageFormat, RenderOutputRequest, RenderR
 use shared::{ObjectKey, Store};
 
 const JOBS: usize = 300;
+
+/// A job to publish: payload, queue subject, job id.
+type Pending = (Vec<u8>, &'static str, String);
+
+/// A running function process: binary name, environment, process.
+type Running = (String, Vec<(String, String)>, FunctionProcess);
 const RENDER_EVERY: usize = 5;
 
 struct Pool {
-    processes: Vec<(String, Vec<(String, String)>, FunctionProcess)>,
+    processes: Vec<Running>,
     logs: TempDir,
     generation: usize,
 }
@@ -124,7 +130,7 @@ async fn main() -> anyhow::Result<()> {
     // Build every job now; a submitter task publishes them at a steady rate across the fault
     // window (retrying while nats-server is down), so faults hit queued and running work.
     let mut submitted: BTreeMap<String, (u64, Option<String>)> = BTreeMap::new();
-    let mut to_send: Vec<(Vec<u8>, &'static str, String)> = Vec::new();
+    let mut to_send: Vec<Pending> = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
         let (payload, subject, id, expected) = match input {
             Some(key) => {
