@@ -342,3 +342,55 @@ async fn sigterm_drains_running_jobs_and_loses_nothing() {
     let expected: Vec<String> = (0..6).map(|i| format!("outputs/drain-{i}.webp")).collect();
     assert_eq!(stack.list("outputs").await, expected);
 }
+
+#[tokio::test]
+async fn models_convert_between_glb_and_usd_keeping_instances() {
+    let stack = stack().await;
+    let worker = stack.convert_worker("convert", &[]);
+    wait_consuming(&worker, Duration::from_secs(20)).await;
+    let scene = render_runtime::testmodels::bearing_scene(0.05);
+    let glb = stack
+        .upload(
+            "models/bearing.glb",
+            render_runtime::scene::export::export_glb(&scene),
+        )
+        .await;
+    let mut to_usdz = convert_job(&glb, Some("outputs/bearing.usdz"));
+    to_usdz.request.format = ImageFormat::Usdz;
+    to_usdz.request.quality = None;
+    stack.client.submit("convert", &to_usdz).await.unwrap();
+    let event = stack
+        .client
+        .wait(&to_usdz.id.to_string(), Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(
+        event.state,
+        JobState::Succeeded,
+        "{event:?}\n{}",
+        worker.log_text()
+    );
+    let there = event.result.unwrap();
+    assert_eq!(there["instances"], scene.instances.len());
+    let usdz = ObjectKey::new("outputs/bearing.usdz").unwrap();
+    let mut back = convert_job(&usdz, Some("outputs/bearing-again.glb"));
+    back.request.format = ImageFormat::Glb;
+    back.request.quality = None;
+    stack.client.submit("convert", &back).await.unwrap();
+    let event = stack
+        .client
+        .wait(&back.id.to_string(), Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(event.state, JobState::Succeeded, "{event:?}");
+    let again = event.result.unwrap();
+    assert_eq!(again["instances"], there["instances"]);
+    assert_eq!(again["triangles"], there["triangles"]);
+    assert_eq!(again["meshes"], there["meshes"]);
+    let bytes = stack
+        .store
+        .get(&ObjectKey::new("outputs/bearing-again.glb").unwrap(), None)
+        .await
+        .unwrap();
+    assert_eq!(&bytes[..4], b"glTF");
+}

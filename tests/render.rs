@@ -569,3 +569,50 @@ async fn a_step_bearing_renders_through_the_real_tessellate_function() {
         "the GLB is cached for the next render"
     );
 }
+
+#[tokio::test]
+async fn a_usd_master_is_rendered_directly_with_no_tessellation() {
+    let stack = stack().await;
+    let step = b"ISO-10303-21;\nDATA;\nENDSEC;\nEND-ISO-10303-21;\n".to_vec();
+    let model = stack.upload("models/product.step", &step).await;
+    let usdz = render_runtime::export_usdz(&render_runtime::testmodels::bearing_scene(0.05));
+    let master = stack.upload("models/product.usdz", &usdz).await;
+    let _light = stack.render_worker("render.light", &[]).await;
+    let mut with_master = request(
+        &model,
+        vec![json!({"width": 64, "height": 64, "samples": 4})],
+    );
+    with_master.usd_master = Some(master.clone());
+    let (id, _) = stack.submit(with_master).await;
+    let (event, events) = stack.finish(&id, 120).await;
+    assert_eq!(event.state, JobState::Succeeded, "{event:?}");
+    let result = event.result.unwrap();
+    assert_eq!(result["source"], "usd");
+    assert_eq!(result["model"], master.as_str());
+    assert!(!events.iter().any(|e| e.state == JobState::Waiting));
+    let queues = stack.client.queues().await.unwrap();
+    assert_eq!(
+        queues
+            .iter()
+            .find(|q| q.queue == "tessellate")
+            .unwrap()
+            .pending,
+        0,
+        "no tessellation was requested"
+    );
+    let cached = shared::cache::tessellation_key(&step, &TessellationParams::default());
+    assert!(!stack.store.exists(&cached).await.unwrap());
+
+    // A USD model renders exactly like a GLB one.
+    let usda = render_runtime::export_usda(&render_runtime::testmodels::bearing_scene(0.05));
+    let usd_model = stack.upload("models/bearing.usda", usda.as_bytes()).await;
+    let (id, _) = stack
+        .submit(request(
+            &usd_model,
+            vec![json!({"width": 48, "height": 48, "samples": 2})],
+        ))
+        .await;
+    let (event, _) = stack.finish(&id, 120).await;
+    assert_eq!(event.state, JobState::Succeeded, "{event:?}");
+    assert_eq!(event.result.unwrap()["source"], "usd");
+}

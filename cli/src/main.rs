@@ -65,7 +65,8 @@ enum Command {
     },
     /// Pending and in-flight jobs per queue.
     Queues,
-    /// Convert an image locally (or through the queue with --remote).
+    /// Convert an image (PNG/JPEG/WebP) or a model (GLB to USDA/USDZ, USD to GLB) locally, or
+    /// through the queue with --remote.
     Convert {
         input: PathBuf,
         #[arg(short, long)]
@@ -119,6 +120,9 @@ enum ImageFormatArg {
     Webp,
     Png,
     Jpeg,
+    Glb,
+    Usda,
+    Usdz,
 }
 
 impl From<ImageFormatArg> for ImageFormat {
@@ -127,6 +131,9 @@ impl From<ImageFormatArg> for ImageFormat {
             ImageFormatArg::Webp => ImageFormat::Webp,
             ImageFormatArg::Png => ImageFormat::Png,
             ImageFormatArg::Jpeg => ImageFormat::Jpeg,
+            ImageFormatArg::Glb => ImageFormat::Glb,
+            ImageFormatArg::Usda => ImageFormat::Usda,
+            ImageFormatArg::Usdz => ImageFormat::Usdz,
         }
     }
 }
@@ -251,7 +258,7 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                     .and_then(ImageFormat::from_extension)
                     .with_context(|| {
                         format!(
-                            "cannot tell the format of {}: use .webp, .png or .jpg, or --format",
+                            "cannot tell the format of {}: use .webp, .png, .jpg, .glb, .usda or .usdz, or --format",
                             output.display()
                         )
                     })?,
@@ -266,6 +273,29 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 std::fs::read(&input).with_context(|| format!("reading {}", input.display()))?;
             if remote {
                 return convert_remote(&input, &bytes, &output, params).await;
+            }
+            if let Some(model_format) = lightbox_convert::model_format(format) {
+                let converted = tokio::task::spawn_blocking(move || {
+                    lightbox_convert::model::convert_model(
+                        &bytes,
+                        model_format,
+                        &render_runtime::ImportLimits::default(),
+                    )
+                })
+                .await??;
+                write_atomically(&output, &converted.bytes)?;
+                println!(
+                    "{} -> {}: {} meshes, {} instances, {} triangles, {} bytes, import {:.1} ms, export {:.1} ms",
+                    input.display(),
+                    output.display(),
+                    converted.meshes,
+                    converted.instances,
+                    converted.triangles,
+                    converted.bytes.len(),
+                    converted.import_time.as_secs_f64() * 1000.0,
+                    converted.export_time.as_secs_f64() * 1000.0
+                );
+                return Ok(ExitCode::SUCCESS);
             }
             let started = std::time::Instant::now();
             let converted = convert_bytes(&bytes, &params, &Limits::from_env())?;

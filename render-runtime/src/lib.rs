@@ -45,6 +45,8 @@ pub use encode::EncodeError;
 pub use film::Film;
 pub use integrator::{Cancelled, NoHooks, RenderHooks};
 pub use scene::gltf::{import_gltf, import_gltf_with_limits, ImportError, ImportLimits};
+pub use scene::usd::{import_usd, import_usd_with_limits, UsdEncoding, UsdImportError};
+pub use scene::usd_write::{export_usda, export_usdz, UsdInstancing, UsdWriteOptions};
 pub use scene::Scene;
 pub use spec::{
     policy_samples, DenoiseRequest, Denoiser, ImageFormat, RenderPlan, RenderSpec, SpecError,
@@ -59,6 +61,8 @@ use integrator::{frame_seed, FrameSettings, Integrator};
 pub enum RenderError {
     #[error("import failed")]
     Import(#[from] ImportError),
+    #[error("usd import failed")]
+    UsdImport(#[from] UsdImportError),
     #[error("acceleration structure build failed")]
     Accel(#[from] AccelError),
     #[error("invalid render spec")]
@@ -133,6 +137,27 @@ impl PreparedScene {
         let mut prepared = PreparedScene::from_scene(scene)?;
         prepared.import_time = import_time;
         Ok(prepared)
+    }
+
+    /// Imports USD bytes (`.usda`, `.usdc` or `.usdz`, told apart by content) and builds the
+    /// acceleration structure.
+    pub fn from_usd(bytes: &[u8], limits: &ImportLimits) -> Result<PreparedScene, RenderError> {
+        let t0 = Instant::now();
+        let scene = import_usd_with_limits(bytes, limits)?;
+        let import_time = t0.elapsed();
+        let mut prepared = PreparedScene::from_scene(scene)?;
+        prepared.import_time = import_time;
+        Ok(prepared)
+    }
+
+    /// Imports a model in any supported format (GLB/glTF or USD, told apart by content) and
+    /// builds the acceleration structure. This is what renders of user files call.
+    pub fn from_model(bytes: &[u8], limits: &ImportLimits) -> Result<PreparedScene, RenderError> {
+        if UsdEncoding::sniff(bytes).is_some() {
+            PreparedScene::from_usd(bytes, limits)
+        } else {
+            PreparedScene::from_glb(bytes, limits)
+        }
     }
 
     /// Builds the acceleration structure for an in-memory scene.

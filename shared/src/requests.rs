@@ -6,13 +6,20 @@ use serde::{Deserialize, Serialize};
 
 use crate::store::ObjectKey;
 
-/// Image formats the convert function reads and writes.
+/// Output formats of the convert function: images (from PNG, JPEG or WebP input) and models
+/// (from GLB or USD input).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum ImageFormat {
     Webp,
     Png,
     Jpeg,
+    /// Binary glTF.
+    Glb,
+    /// USD as text, written by Lightbox's own writer.
+    Usda,
+    /// USD package (uncompressed zip with the usda first).
+    Usdz,
 }
 
 impl ImageFormat {
@@ -21,7 +28,18 @@ impl ImageFormat {
             ImageFormat::Webp => "webp",
             ImageFormat::Png => "png",
             ImageFormat::Jpeg => "jpg",
+            ImageFormat::Glb => "glb",
+            ImageFormat::Usda => "usda",
+            ImageFormat::Usdz => "usdz",
         }
+    }
+
+    /// Whether this is a 3D model format (GLB/USD) rather than an image.
+    pub fn is_model(self) -> bool {
+        matches!(
+            self,
+            ImageFormat::Glb | ImageFormat::Usda | ImageFormat::Usdz
+        )
     }
 
     pub fn content_type(self) -> &'static str {
@@ -29,6 +47,9 @@ impl ImageFormat {
             ImageFormat::Webp => "image/webp",
             ImageFormat::Png => "image/png",
             ImageFormat::Jpeg => "image/jpeg",
+            ImageFormat::Glb => "model/gltf-binary",
+            ImageFormat::Usda => "model/vnd.usda",
+            ImageFormat::Usdz => "model/vnd.usdz+zip",
         }
     }
 
@@ -38,6 +59,9 @@ impl ImageFormat {
             "webp" => Some(ImageFormat::Webp),
             "png" => Some(ImageFormat::Png),
             "jpg" | "jpeg" => Some(ImageFormat::Jpeg),
+            "glb" => Some(ImageFormat::Glb),
+            "usda" | "usd" => Some(ImageFormat::Usda),
+            "usdz" => Some(ImageFormat::Usdz),
             _ => None,
         }
     }

@@ -13,6 +13,8 @@
 //! assert_eq!(&out.bytes[8..12], b"WEBP");
 //! ```
 
+pub mod model;
+
 use std::io::Cursor;
 use std::time::Instant;
 
@@ -212,6 +214,12 @@ pub fn encode(
     lossless: bool,
 ) -> Result<Vec<u8>, ConvertError> {
     match format {
+        ImageFormat::Glb | ImageFormat::Usda | ImageFormat::Usdz => {
+            Err(ConvertError::Parameters(format!(
+                "an image cannot be converted to {}; model formats take a GLB or USD input",
+                format.extension()
+            )))
+        }
         ImageFormat::Webp => {
             let has_alpha = image.color().has_alpha();
             let (width, height) = (image.width(), image.height());
@@ -296,6 +304,9 @@ impl Handler for ConvertHandler {
         }
         ctx.progress(1, 3, None, "fetched input");
         let params = ConvertParams::from_request(&request);
+        if params.format.is_model() {
+            return convert_model_job(&ctx, &request, input, fetch_ms).await;
+        }
         let limits = self.limits;
         let input_for_worker: Bytes = input.clone();
         let converted =
@@ -335,6 +346,76 @@ impl Handler for ConvertHandler {
             waiting_for: None,
         })
     }
+}
+
+/// The model formats a convert job can write.
+pub fn model_format(format: ImageFormat) -> Option<model::ModelFormat> {
+    match format {
+        ImageFormat::Glb => Some(model::ModelFormat::Glb),
+        ImageFormat::Usda => Some(model::ModelFormat::Usda),
+        ImageFormat::Usdz => Some(model::ModelFormat::Usdz),
+        _ => None,
+    }
+}
+
+/// GLB ⇄ USD: import the model (instancing kept), write the requested format.
+async fn convert_model_job(
+    ctx: &shared::worker::JobContext,
+    request: &ConvertRequest,
+    input: Bytes,
+    fetch_ms: f64,
+) -> Result<Outcome, JobError> {
+    let format = model_format(request.format).expect("a model format");
+    let input_for_worker = input.clone();
+    let converted = tokio::task::spawn_blocking(move || {
+        model::convert_model(
+            &input_for_worker,
+            format,
+            &render_runtime::ImportLimits::default(),
+        )
+    })
+    .await
+    .map_err(|err| JobError::permanent(format!("conversion crashed: {err}")))?
+    .map_err(|err| JobError::permanent(format!("{err}")))?;
+    if ctx.is_cancelled() {
+        return Err(JobError::Cancelled);
+    }
+    let params = ConvertParams::from_request(request);
+    let key = request
+        .output
+        .clone()
+        .unwrap_or_else(|| derived_output_key(&input, &params));
+    let upload_start = Instant::now();
+    let size = converted.bytes.len();
+    ctx.store.put(&key, Bytes::from(converted.bytes)).await?;
+    Ok(Outcome {
+        outputs: vec![key.to_string()],
+        result: serde_json::json!({
+            "output": key.as_str(),
+            "format": request.format,
+            "bytes": size,
+            "input_bytes": input.len(),
+            "meshes": converted.meshes,
+            "instances": converted.instances,
+            "triangles": converted.triangles,
+        }),
+        timings_ms: vec![
+            ("fetch".into(), fetch_ms),
+            (
+                "import".into(),
+                converted.import_time.as_secs_f64() * 1000.0,
+            ),
+            (
+                "export".into(),
+                converted.export_time.as_secs_f64() * 1000.0,
+            ),
+            (
+                "upload".into(),
+                upload_start.elapsed().as_secs_f64() * 1000.0,
+            ),
+        ],
+        waiting_for: None,
+    })
 }
 
 /// Generated sample inputs for demos and tests.

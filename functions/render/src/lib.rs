@@ -228,11 +228,7 @@ pub fn render_model(
     }
     let prepared = match kind {
         ModelKind::Glb => PreparedScene::from_glb(bytes, &limits.import).map_err(classify)?,
-        ModelKind::Usd => {
-            return Err(RenderFailure::Invalid(
-                "USD models cannot be rendered by this build yet".into(),
-            ))
-        }
+        ModelKind::Usd => PreparedScene::from_usd(bytes, &limits.import).map_err(classify)?,
         ModelKind::Step => {
             return Err(RenderFailure::Invalid(
                 "a STEP model must be tessellated to GLB before rendering".into(),

@@ -5,6 +5,8 @@
 
 pub mod export;
 pub mod gltf;
+pub mod usd;
+pub mod usd_write;
 
 use crate::math::{Aabb, Affine, Vec3};
 
