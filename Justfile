@@ -31,7 +31,9 @@ down:
     {{lightbox}} down
 
 # Run every test: unit tests and integration tests, which start and stop their own servers.
+# The Cycles engine's tests need Blender's Python module, installed once into .tools/bpy.
 test: build
+    bash tools/setup-bpy.sh
     cargo test --workspace --no-fail-fast
 
 # Formatting and lints, as CI wants them.
@@ -47,7 +49,7 @@ bench: build
 # Renderer benchmark: the procedural bearing at 512² 64 spp (denoised), 1024² 128 spp and a 12-frame
 # turntable, side by side with Blender 5.0 Cycles CPU (bpy, installed into .tools/bpy on first use).
 bench-render *ARGS: setup
-    test -x .tools/bpy/bin/python || (python3 -m venv .tools/bpy && .tools/bpy/bin/pip install -q bpy==5.0.1)
+    bash tools/setup-bpy.sh
     cargo run --release -q -p render-runtime --example bench_render -- --blender-python .tools/bpy/bin/python {{ARGS}}
 
 # Render-function benchmark: a 512² thumbnail through NATS and S3 next to the bare render, and
@@ -64,3 +66,15 @@ chaos: build
 # Tessellation benchmark: the 140-part bearing STEP → GLB next to OCCT's RWGltf_CafWriter path.
 bench-tessellate: setup
     cargo run --release -q -p lightbox-tessellate --example bench_tessellate
+
+# Engines side by side on this CPU: native vs Cycles, quality against a high-sample reference, and
+# the warm-worker gain.
+bench-engines: setup
+    bash tools/setup-bpy.sh
+    cargo run --release -q -p render-runtime --example bench_engines
+
+# The prepared GPU check (2048² 256 spp and a 24-frame turntable, both engines where possible):
+# `tools/gpu-prepare.sh` here, then run `tools/gpu-check.sh` on the GPU host with `.gpu/` carried.
+gpu-check:
+    bash tools/gpu-prepare.sh
+    bash tools/gpu-check.sh

@@ -616,3 +616,64 @@ async fn a_usd_master_is_rendered_directly_with_no_tessellation() {
     assert_eq!(event.state, JobState::Succeeded, "{event:?}");
     assert_eq!(event.result.unwrap()["source"], "usd");
 }
+
+/// Blender's Python (bpy 5.0.1 on CPython 3.11), as `.ci/run` installs it.
+fn blender_python() -> String {
+    std::env::var("LIGHTBOX_BLENDER_PYTHON").unwrap_or_else(|_| {
+        let tools = lightbox_tests::workspace_root().join(".tools/bpy/bin/python");
+        assert!(
+            tools.exists(),
+            "{} is missing: python3.11 -m venv .tools/bpy && .tools/bpy/bin/pip install bpy==5.0.1",
+            tools.display()
+        );
+        tools.display().to_string()
+    })
+}
+
+#[tokio::test]
+async fn a_job_can_choose_the_cycles_engine_and_reuses_its_warm_worker() {
+    let stack = stack().await;
+    let model = stack
+        .upload(
+            "models/bearing.glb",
+            &render_runtime::testmodels::bearing_glb(0.05),
+        )
+        .await;
+    let python = blender_python();
+    let _light = stack
+        .render_worker(
+            "render.light",
+            &[("LIGHTBOX_BLENDER_PYTHON", python.as_str())],
+        )
+        .await;
+    let mut timings = Vec::new();
+    for seed in 0..2 {
+        let mut job = request(
+            &model,
+            vec![json!({"width": 48, "height": 48, "samples": 8, "seed": seed})],
+        );
+        job.engine = Some("cycles".into());
+        let (id, _) = stack.submit(job).await;
+        let (event, _) = stack.finish(&id, 300).await;
+        assert_eq!(event.state, JobState::Succeeded, "{event:?}");
+        let result = event.result.unwrap();
+        assert_eq!(result["engine"], "cycles");
+        let bytes = stack
+            .store
+            .get(&ObjectKey::new(event.outputs[0].clone()).unwrap(), None)
+            .await
+            .unwrap();
+        assert_eq!(&bytes[1..4], b"PNG");
+        timings.push(event.timings_ms["run"]);
+    }
+    let mut unknown = request(&model, vec![json!({"width": 32, "height": 32})]);
+    unknown.engine = Some("povray".into());
+    let (id, _) = stack.submit(unknown).await;
+    let (event, _) = stack.finish(&id, 60).await;
+    assert_eq!(event.state, JobState::Failed);
+    assert!(event
+        .error
+        .unwrap()
+        .message
+        .contains("unknown engine \"povray\""));
+}

@@ -7,7 +7,7 @@
 #
 # Usage: tools/gpu-prepare.sh [--with-cycles]
 #
-# Size: without Blender .gpu/ is about 10-20 MiB. Blender's Python module alone is ~0.8 GiB
+# Size: without Blender .gpu/ is about 50 MiB (Embree is most of it). Blender's Python module alone is ~0.8 GiB
 # unpacked (the wheel ~0.3 GiB), far over the 64 MiB that the lent device machines accept per
 # call, so --with-cycles is for GPU hosts you copy to yourself (rsync/scp). `.gpu/` is added to
 # .git/info/exclude; pass it as a carried path (carry: [".gpu"]) when the command ships it.
@@ -30,12 +30,15 @@ mkdir -p .gpu/bin .gpu/lib
 target="${CARGO_TARGET_DIR:-target}"
 cargo build --release -q -p render-runtime --example bench_engines
 cp "$target/release/examples/bench_engines" .gpu/bin/
+# Debug info is most of the binary; the device machines accept 64 MiB per call in all.
+strip .gpu/bin/bench_engines
 
 # 2. Its shared libraries, except the C library and loader every Linux has.
 ldd .gpu/bin/bench_engines | awk '/=> \//{print $3}' | while read -r lib; do
     case "$(basename "$lib")" in
-        libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libgcc_s.so*) ;;
-        *) cp -L "$lib" .gpu/lib/ ;;
+        # The C and C++ runtimes are on every Linux (and newer there): never shadow them.
+        libc.so*|libm.so*|libdl.so*|libpthread.so*|librt.so*|ld-linux*|libgcc_s.so*|libstdc++.so*) ;;
+        *) cp -L "$lib" .gpu/lib/ && strip --strip-unneeded ".gpu/lib/$(basename "$lib")" ;;
     esac
 done
 # Embree loads nothing else at run time; TBB is linked directly.

@@ -3,6 +3,9 @@
 //!
 //! The output's extension picks the format (`.png` or `.webp`). With `--turntable N` the frames
 //! are written next to OUT as `STEM_0001.EXT`, … and the animation as `STEM.webp`.
+//!
+//! `--engine cycles` renders the same spec with Blender Cycles in a worker process (Blender's
+//! Python from `LIGHTBOX_BLENDER_PYTHON` or `.tools/bpy`); its start-up is printed on its own line.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
@@ -10,7 +13,8 @@ use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use render_runtime::{
-    DenoiseRequest, ImageFormat, ImportLimits, NoHooks, PreparedScene, RenderSpec, TurntableSpec,
+    CyclesConfig, CyclesEngine, DenoiseRequest, Engine, EngineKind, ImageFormat, ImportLimits,
+    Model, NoHooks, PreparedScene, RenderOutput, RenderSpec, TurntableSpec,
 };
 
 /// Image size given as `WIDTHxHEIGHT`.
@@ -85,7 +89,7 @@ pub struct RenderArgs {
     /// Render through the queues (routing rule applied) and download the result.
     #[arg(long)]
     pub remote: bool,
-    /// Render engine (remote jobs).
+    /// Render engine: native (this crate's path tracer) or cycles (Blender Cycles).
     #[arg(long, default_value = "native")]
     pub engine: String,
 }
@@ -131,8 +135,53 @@ pub fn spec_from_args(args: &RenderArgs) -> Result<RenderSpec> {
     Ok(spec)
 }
 
-/// Runs `lightbox render` locally.
+/// Runs `lightbox render` locally with the engine `--engine` names.
 pub fn run(args: &RenderArgs) -> Result<()> {
+    let engine: EngineKind = args.engine.parse().context("--engine")?;
+    match engine {
+        EngineKind::Native => run_native(args),
+        EngineKind::Cycles => run_cycles(args),
+    }
+}
+
+/// `lightbox render --engine cycles`: starts a Blender worker, renders, prints the stages.
+fn run_cycles(args: &RenderArgs) -> Result<()> {
+    let spec = spec_from_args(args)?;
+    let mut engine =
+        CyclesEngine::start(CyclesConfig::from_env()).context("starting the cycles engine")?;
+    if let Some(info) = engine.worker_info() {
+        println!(
+            "blender      {:>8.3} s  (Blender {}, device {})",
+            secs(info.startup),
+            info.blender,
+            info.device
+        );
+    }
+    let out = engine
+        .render(Model::Path(&args.model), &spec, &NoHooks)
+        .with_context(|| format!("rendering {} with cycles", args.model.display()))?;
+    println!("import       {:>8.3} s", secs(out.timings.import));
+    println!("sync + bvh   {:>8.3} s", secs(out.timings.accel_build));
+    println!(
+        "render       {:>8.3} s  ({}x{}, {} spp, {} frame{})",
+        secs(out.timings.render),
+        out.width,
+        out.height,
+        out.samples,
+        out.images.len(),
+        if out.images.len() == 1 { "" } else { "s" },
+    );
+    println!(
+        "denoise      {:>8.3} s  ({})",
+        secs(out.timings.denoise),
+        out.denoiser.as_str()
+    );
+    println!("encode       {:>8.3} s", secs(out.timings.encode));
+    write_outputs(args, &out)
+}
+
+/// `lightbox render` with the native engine.
+fn run_native(args: &RenderArgs) -> Result<()> {
     let spec = spec_from_args(args)?;
 
     let bytes =
@@ -167,7 +216,12 @@ pub fn run(args: &RenderArgs) -> Result<()> {
         out.denoiser.as_str()
     );
     println!("encode       {:>8.3} s", secs(out.timings.encode));
+    write_outputs(args, &out)
+}
 
+/// Writes the still, or the turntable frames and animation, where `args.output` says.
+fn write_outputs(args: &RenderArgs, out: &RenderOutput) -> Result<()> {
+    let frames = out.images.len();
     if let Some(animation) = &out.animation {
         let dir = args.output.parent().unwrap_or(Path::new("."));
         let stem = args
@@ -227,5 +281,25 @@ mod tests {
             ImageFormat::Webp { .. }
         ));
         assert!(format_for(Path::new("a.jpg")).is_err());
+    }
+
+    #[test]
+    fn unknown_engine_is_rejected_before_rendering() {
+        let args = RenderArgs {
+            model: PathBuf::from("missing.glb"),
+            output: PathBuf::from("out.png"),
+            size: Size {
+                width: 8,
+                height: 8,
+            },
+            samples: None,
+            turntable: None,
+            denoise: DenoiseArg::Auto,
+            seed: 0,
+            remote: false,
+            engine: "eevee".into(),
+        };
+        let err = run(&args).unwrap_err();
+        assert!(format!("{err:#}").contains("eevee"), "{err:#}");
     }
 }

@@ -26,6 +26,7 @@ pub mod bsdf;
 pub mod camera;
 pub mod denoise;
 pub mod encode;
+pub mod engine;
 pub mod film;
 pub mod integrator;
 pub mod math;
@@ -42,6 +43,9 @@ use serde::Serialize;
 
 pub use accel::{AccelError, EmbreeAccel};
 pub use encode::EncodeError;
+pub use engine::{
+    CyclesConfig, CyclesEngine, Engine, EngineError, EngineKind, Model, NativeEngine,
+};
 pub use film::Film;
 pub use integrator::{Cancelled, NoHooks, RenderHooks};
 pub use scene::gltf::{import_gltf, import_gltf_with_limits, ImportError, ImportLimits};
@@ -73,12 +77,18 @@ pub enum RenderError {
     Encode(#[from] EncodeError),
     #[error("denoising failed: {0}")]
     Denoise(String),
+    #[error("render engine failed")]
+    Engine(#[from] EngineError),
 }
 
 impl RenderError {
     /// Whether retrying the same job could succeed. Bad input and bad specs never will.
     pub fn is_retryable(&self) -> bool {
-        matches!(self, RenderError::Accel(_) | RenderError::Denoise(_))
+        match self {
+            RenderError::Accel(_) | RenderError::Denoise(_) => true,
+            RenderError::Engine(e) => e.is_retryable(),
+            _ => false,
+        }
     }
 }
 

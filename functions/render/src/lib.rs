@@ -15,6 +15,7 @@
 //! ```
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -337,6 +338,66 @@ impl RenderHooks for JobHooks {
 /// The queue handler for `render.light` and `render.heavy`.
 pub struct RenderHandler {
     pub limits: RenderLimits,
+    /// Engine for jobs that name none (`LIGHTBOX_RENDER_ENGINE`, default `native`).
+    pub default_engine: String,
+    /// The warm Blender worker of the `cycles` engine, started by the first Cycles job and
+    /// reused by the next ones (restarted by the engine after a crash or hang).
+    pub cycles: Arc<Mutex<Option<render_runtime::CyclesEngine>>>,
+}
+
+impl RenderHandler {
+    pub fn new(limits: RenderLimits) -> Self {
+        Self {
+            limits,
+            default_engine: shared::config::env_or("LIGHTBOX_RENDER_ENGINE", "native"),
+            cycles: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+/// Renders every spec of a model with the Cycles engine (one warm Blender process per instance).
+pub fn render_model_cycles(
+    cycles: &Mutex<Option<render_runtime::CyclesEngine>>,
+    bytes: &[u8],
+    specs: &[RenderSpec],
+    limits: &RenderLimits,
+    hooks: &dyn RenderHooks,
+) -> Result<Rendered, RenderFailure> {
+    use render_runtime::Engine as _;
+    for (index, spec) in specs.iter().enumerate() {
+        limits.check(index, spec).map_err(RenderFailure::Invalid)?;
+    }
+    let mut guard = cycles
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if guard.is_none() {
+        *guard = Some(
+            render_runtime::CyclesEngine::start(render_runtime::CyclesConfig::from_env())
+                .map_err(classify)?,
+        );
+    }
+    let engine = guard.as_mut().expect("started");
+    let mut outputs = Vec::with_capacity(specs.len());
+    for spec in specs {
+        outputs.push(
+            engine
+                .render(render_runtime::Model::Bytes(bytes), spec, hooks)
+                .map_err(classify)?,
+        );
+    }
+    let import = outputs
+        .first()
+        .map(|o| o.timings.import)
+        .unwrap_or_default();
+    let accel_build = outputs
+        .first()
+        .map(|o| o.timings.accel_build)
+        .unwrap_or_default();
+    Ok(Rendered {
+        outputs,
+        import,
+        accel_build,
+    })
 }
 
 impl Handler for RenderHandler {
@@ -348,10 +409,13 @@ impl Handler for RenderHandler {
     async fn handle(&self, job: Job<RenderRequest>) -> Result<Outcome, JobError> {
         let Job { request, ctx } = job;
         let specs = parse_specs(&request.outputs, &self.limits)?;
-        let engine = request.engine.clone().unwrap_or_else(|| "native".into());
-        if engine != "native" {
+        let engine = request
+            .engine
+            .clone()
+            .unwrap_or_else(|| self.default_engine.clone());
+        if engine != "native" && engine != "cycles" {
             return Err(JobError::permanent(format!(
-                "unknown engine {engine:?} (available: native)"
+                "unknown engine {engine:?} (available: native, cycles)"
             )));
         }
         for output in request.outputs.iter().filter_map(|o| o.output.as_ref()) {
@@ -395,8 +459,18 @@ impl Handler for RenderHandler {
         let limits = self.limits.clone();
         let specs_for_render = specs.clone();
         let model_for_render = model.clone();
+        let cycles = (engine == "cycles").then(|| self.cycles.clone());
         let rendered = tokio::task::spawn_blocking(move || {
-            let outcome = render_model(&model_for_render, kind, &specs_for_render, &limits, &hooks);
+            let outcome = match cycles {
+                Some(cycles) => render_model_cycles(
+                    &cycles,
+                    &model_for_render,
+                    &specs_for_render,
+                    &limits,
+                    &hooks,
+                ),
+                None => render_model(&model_for_render, kind, &specs_for_render, &limits, &hooks),
+            };
             drop(hooks);
             outcome
         })

@@ -5,8 +5,5 @@ use lightbox_render::{RenderHandler, RenderLimits};
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let queue = shared::config::env_or("LIGHTBOX_QUEUE", "render.light");
-    shared::worker::run(RenderHandler {
-        limits: RenderLimits::from_env(&queue),
-    })
-    .await
+    shared::worker::run(RenderHandler::new(RenderLimits::from_env(&queue))).await
 }
