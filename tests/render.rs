@@ -222,7 +222,7 @@ async fn a_turntable_writes_frames_and_an_animation_and_reports_progress() {
         .await;
     let _heavy = stack.render_worker("render.heavy", &[]).await;
     let (id, queue) = stack
-        .submit(request(&model, vec![json!({"width": 64, "height": 64, "samples": 4, "turntable": {"frames": 6}, "format": {"kind": "webp"}})]))
+        .submit(request(&model, vec![json!({"width": 128, "height": 128, "samples": 32, "turntable": {"frames": 6}, "format": {"kind": "webp"}})]))
         .await;
     assert_eq!(queue, "render.heavy");
     let (event, events) = stack.finish(&id, 180).await;
@@ -240,7 +240,7 @@ async fn a_turntable_writes_frames_and_an_animation_and_reports_progress() {
     assert!(!progress.is_empty(), "progress events while rendering");
     assert!(progress
         .iter()
-        .all(|p| p.total == 6 * 4 && p.done <= p.total));
+        .all(|p| p.total == 6 * 32 && p.done <= p.total));
 }
 
 #[tokio::test]
