@@ -325,9 +325,24 @@ async fn a_step_model_without_cache_is_tessellated_by_a_continuation_that_holds_
         .as_str()
         .unwrap()
         .to_owned();
-    let queues = stack.client.queues().await.unwrap();
-    let light = queues.iter().find(|q| q.queue == "render.light").unwrap();
-    assert_eq!(light.in_flight, 0, "a waiting job holds no render slot");
+    // The job's message is settled right after its `waiting` state is stored.
+    let queues = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let queues = stack.client.queues().await.unwrap();
+            if queues
+                .iter()
+                .find(|q| q.queue == "render.light")
+                .unwrap()
+                .in_flight
+                == 0
+            {
+                break queues;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await
+    .expect("a waiting job holds no render slot");
     assert_eq!(
         queues
             .iter()
