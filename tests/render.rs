@@ -1,42 +1,17 @@
+use crate::stack::{stack, Stack};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
 use lightbox_tests::{
-    function_binary, function_env, wait_consuming, worker_config, FunctionProcess, NatsServer,
-    SeaweedS3, TempDir,
+    function_binary, function_env, wait_consuming, worker_config, FunctionProcess,
 };
-use object_store::path::Path;
-use object_store::ObjectStore;
 use serde_json::{json, Value};
-use shared::client::Client;
 use shared::events::{JobEvent, JobState};
 use shared::job::{Envelope, Function};
 use shared::requests::{RenderOutputRequest, RenderRequest, TessellationParams};
 use shared::worker::{Handler, Job, Outcome, Worker};
-use shared::{JobError, ObjectKey, Store};
-
-struct Stack {
-    nats: NatsServer,
-    s3: SeaweedS3,
-    store: Store,
-    client: Client,
-    logs: TempDir,
-}
-
-async fn stack() -> Stack {
-    let nats = NatsServer::start();
-    let s3 = SeaweedS3::start();
-    let store = Store::connect(s3.store_config()).unwrap();
-    let client = Client::connect(&nats.nats_config()).await.unwrap();
-    Stack {
-        nats,
-        s3,
-        store,
-        client,
-        logs: TempDir::new("render-logs"),
-    }
-}
+use shared::{JobError, ObjectKey};
 
 impl Stack {
     async fn render_worker(&self, queue: &str, extra: &[(&str, &str)]) -> FunctionProcess {
@@ -51,29 +26,6 @@ impl Stack {
         );
         wait_consuming(&process, Duration::from_secs(30)).await;
         process
-    }
-
-    async fn upload(&self, key: &str, bytes: &[u8]) -> ObjectKey {
-        let key = ObjectKey::new(key).unwrap();
-        for attempt in 0..50 {
-            match self.store.put(&key, Bytes::copy_from_slice(bytes)).await {
-                Ok(()) => return key,
-                Err(_) if attempt < 49 => tokio::time::sleep(Duration::from_millis(200)).await,
-                Err(err) => panic!("upload failed: {err}"),
-            }
-        }
-        unreachable!()
-    }
-
-    async fn list(&self, prefix: &str) -> Vec<String> {
-        let prefix = Path::from(prefix);
-        let items: Vec<_> = self.store.inner.list(Some(&prefix)).collect().await;
-        let mut keys: Vec<String> = items
-            .into_iter()
-            .map(|m| m.unwrap().location.to_string())
-            .collect();
-        keys.sort();
-        keys
     }
 
     /// Submits a render job to the queue its routing rule picks.

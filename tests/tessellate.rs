@@ -1,39 +1,12 @@
+use crate::stack::{stack, Stack};
 use std::time::Duration;
 
-use bytes::Bytes;
-use futures::StreamExt;
 use lightbox_tessellate::samples::{self, Sample};
-use lightbox_tests::{
-    function_binary, function_env, wait_consuming, FunctionProcess, NatsServer, SeaweedS3, TempDir,
-};
-use object_store::path::Path;
-use shared::client::Client;
+use lightbox_tests::{function_binary, function_env, wait_consuming, FunctionProcess};
 use shared::events::{JobEvent, JobState};
 use shared::job::{Envelope, Function};
 use shared::requests::TessellateRequest;
-use shared::{ObjectKey, Store};
-
-struct Stack {
-    nats: NatsServer,
-    s3: SeaweedS3,
-    store: Store,
-    client: Client,
-    logs: TempDir,
-}
-
-async fn stack() -> Stack {
-    let nats = NatsServer::start();
-    let s3 = SeaweedS3::start();
-    let store = Store::connect(s3.store_config()).unwrap();
-    let client = Client::connect(&nats.nats_config()).await.unwrap();
-    Stack {
-        nats,
-        s3,
-        store,
-        client,
-        logs: TempDir::new("logs"),
-    }
-}
+use shared::ObjectKey;
 
 impl Stack {
     fn worker(&self, label: &str, extra: &[(&str, &str)]) -> FunctionProcess {
@@ -45,33 +18,6 @@ impl Stack {
             &self.logs,
             label,
         )
-    }
-
-    async fn upload(&self, key: &str, bytes: Vec<u8>) -> ObjectKey {
-        let key = ObjectKey::new(key).unwrap();
-        // S3 can take a moment after start before it accepts writes; retry briefly.
-        for attempt in 0..50 {
-            match self.store.put(&key, Bytes::from(bytes.clone())).await {
-                Ok(()) => return key,
-                Err(err) if attempt < 49 => {
-                    let _ = err;
-                    tokio::time::sleep(Duration::from_millis(200)).await
-                }
-                Err(err) => panic!("upload failed: {err}"),
-            }
-        }
-        unreachable!()
-    }
-
-    async fn list(&self, prefix: &str) -> Vec<String> {
-        let prefix = Path::from(prefix);
-        let items: Vec<_> = self.store.inner.list(Some(&prefix)).collect().await;
-        let mut keys: Vec<String> = items
-            .into_iter()
-            .map(|m| m.unwrap().location.to_string())
-            .collect();
-        keys.sort();
-        keys
     }
 
     async fn run(&self, envelope: &Envelope<TessellateRequest>, timeout: Duration) -> JobEvent {

@@ -1,6 +1,9 @@
 //! Lightbox integration tests: one binary, real `nats-server -js` and real SeaweedFS S3 servers
 //! on free loopback ports, started per test and stopped by `Drop` guards.
 
+/// Servers shared by the integration tests below (NATS, S3, store, client).
+mod stack;
+
 /// The worker runtime in process, against a real nats-server: concurrency caps, retries,
 /// panics, dead letters, dedupe, cancellation, deadlines, micro service, queue limits.
 mod runtime;
