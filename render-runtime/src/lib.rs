@@ -48,7 +48,10 @@ pub use engine::{
 };
 pub use film::Film;
 pub use integrator::{Cancelled, NoHooks, RenderHooks};
-pub use scene::gltf::{import_gltf, import_gltf_with_limits, ImportError, ImportLimits};
+pub use scene::budget::{MemoryEstimate, OverBudget};
+pub use scene::gltf::{
+    import_gltf, import_gltf_with_limits, ImportError, ImportLimits, DEFAULT_MEMORY_BUDGET,
+};
 pub use scene::usd::{import_usd, import_usd_with_limits, UsdEncoding, UsdImportError};
 pub use scene::usd_write::{export_usda, export_usdz, UsdInstancing, UsdWriteOptions};
 pub use scene::Scene;

@@ -12,6 +12,8 @@ use crate::math::{Affine, Vec3};
 use crate::scene::export::export_glb;
 use crate::scene::{Material, Mesh, Scene};
 
+pub mod hostile;
+
 /// One smooth run of a 2D profile `(radius, height)` with per-point profile normals.
 struct ProfileSection {
     points: Vec<[f32; 2]>,

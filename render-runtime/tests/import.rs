@@ -1,41 +1,13 @@
 //! GLB import: round trips of the procedural models and clean errors on broken files.
 
 use render_runtime::scene::export::export_glb;
+use render_runtime::testmodels::hostile::{self, join_glb};
 use render_runtime::{import_gltf, import_gltf_with_limits, testmodels, ImportError, ImportLimits};
 use serde_json::Value;
 
 /// Splits a GLB into its JSON document and binary chunk.
 fn split_glb(glb: &[u8]) -> (Value, Vec<u8>) {
-    let json_len = u32::from_le_bytes(glb[12..16].try_into().unwrap()) as usize;
-    let json: Value = serde_json::from_slice(&glb[20..20 + json_len]).unwrap();
-    let bin_start = 20 + json_len;
-    let bin_len = u32::from_le_bytes(glb[bin_start..bin_start + 4].try_into().unwrap()) as usize;
-    let bin = glb[bin_start + 8..bin_start + 8 + bin_len].to_vec();
-    (json, bin)
-}
-
-/// Reassembles a GLB from a JSON document and binary chunk.
-fn join_glb(json: &Value, bin: &[u8]) -> Vec<u8> {
-    let mut j = serde_json::to_vec(json).unwrap();
-    while !j.len().is_multiple_of(4) {
-        j.push(b' ');
-    }
-    let mut b = bin.to_vec();
-    while !b.len().is_multiple_of(4) {
-        b.push(0);
-    }
-    let total = 12 + 8 + j.len() + 8 + b.len();
-    let mut out = Vec::new();
-    out.extend_from_slice(b"glTF");
-    out.extend_from_slice(&2u32.to_le_bytes());
-    out.extend_from_slice(&(total as u32).to_le_bytes());
-    out.extend_from_slice(&(j.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"JSON");
-    out.extend_from_slice(&j);
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"BIN\0");
-    out.extend_from_slice(&b);
-    out
+    hostile::split_glb(glb).expect("a well-formed GLB")
 }
 
 #[test]
@@ -93,15 +65,7 @@ fn missing_normals_mean_flat_shading_and_hierarchy_composes() {
 }
 
 fn cube_glb() -> (Value, Vec<u8>) {
-    let mut scene = render_runtime::Scene::default();
-    scene.add_material(render_runtime::scene::Material::default());
-    let cube = scene.add_mesh(testmodels::cube_mesh(0.5));
-    scene.add_instance(
-        cube,
-        render_runtime::math::Affine::IDENTITY,
-        Some("box".into()),
-    );
-    split_glb(&export_glb(&scene))
+    hostile::cube_parts()
 }
 
 #[test]

@@ -70,7 +70,13 @@ impl RenderLimits {
             max_frames: env_parse("LIGHTBOX_RENDER_MAX_FRAMES", base.max_frames),
             max_outputs: env_parse("LIGHTBOX_RENDER_MAX_OUTPUTS", base.max_outputs),
             max_model_bytes: env_parse("LIGHTBOX_RENDER_MAX_MODEL_BYTES", base.max_model_bytes),
-            import: base.import,
+            import: ImportLimits {
+                memory_budget: env_parse::<u64>("LIGHTBOX_RENDER_MEMORY_MB", 0)
+                    .checked_mul(1 << 20)
+                    .filter(|&b| b > 0)
+                    .unwrap_or_else(default_memory_budget),
+                ..base.import
+            },
         }
     }
 
@@ -112,6 +118,26 @@ impl RenderLimits {
             ));
         }
         Ok(())
+    }
+}
+
+/// The memory budget when `LIGHTBOX_RENDER_MEMORY_MB` is not set: half of what this host (or
+/// its cgroup, in a container) has, so that a model's scene and BVH leave room for the film,
+/// the encoder and a second job; 8 GiB where neither can be read.
+pub fn default_memory_budget() -> u64 {
+    let cgroup = std::fs::read_to_string("/sys/fs/cgroup/memory.max")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok());
+    let host = std::fs::read_to_string("/proc/meminfo").ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix("MemTotal:"))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .map(|kib| kib * 1024)
+    });
+    match (cgroup, host) {
+        (Some(c), Some(h)) => c.min(h) / 2,
+        (Some(m), None) | (None, Some(m)) => m / 2,
+        (None, None) => render_runtime::DEFAULT_MEMORY_BUDGET,
     }
 }
 
@@ -208,7 +234,10 @@ fn classify(err: render_runtime::RenderError) -> RenderFailure {
     if matches!(err, render_runtime::RenderError::Cancelled) {
         return RenderFailure::Cancelled;
     }
-    let message = format!("{err}: {}", error_chain(&err));
+    let mut message = format!("{err}: {}", error_chain(&err));
+    if message.contains("over the memory budget") {
+        message.push_str(" (LIGHTBOX_RENDER_MEMORY_MB)");
+    }
     if err.is_retryable() {
         RenderFailure::Internal(message)
     } else {
@@ -762,5 +791,29 @@ mod tests {
         .err()
         .unwrap();
         assert!(matches!(err, RenderFailure::Invalid(_)), "{err}");
+    }
+
+    #[test]
+    fn a_model_over_the_memory_budget_fails_naming_the_setting() {
+        let glb = render_runtime::testmodels::hostile::cube_claiming_triangles(2_000_000);
+        let mut limits = RenderLimits::default();
+        limits.import.memory_budget = 64 << 20;
+        let err = render_model(
+            &glb,
+            ModelKind::Glb,
+            &[spec(32, 32)],
+            &limits,
+            &render_runtime::NoHooks,
+        )
+        .err()
+        .unwrap();
+        let RenderFailure::Invalid(message) = err else {
+            panic!("{err}")
+        };
+        assert!(
+            message.contains("over the memory budget of 64 MiB (LIGHTBOX_RENDER_MEMORY_MB)"),
+            "{message}"
+        );
+        assert!(default_memory_budget() >= 64 << 20);
     }
 }

@@ -9,8 +9,12 @@ use std::collections::HashMap;
 use gltf::accessor::{DataType, Dimensions};
 use gltf::mesh::Mode;
 
+use super::budget::{MemoryEstimate, OverBudget};
 use super::{AlphaMode, Material, Mesh, Scene, Texture};
 use crate::math::{Affine, Vec3};
+
+/// The default memory budget of an import: 8 GiB.
+pub const DEFAULT_MEMORY_BUDGET: u64 = 8 << 30;
 
 /// Size guards that make hostile or broken files fail cleanly instead of exhausting memory.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -27,6 +31,9 @@ pub struct ImportLimits {
     pub max_node_depth: usize,
     /// Maximum texels of one texture.
     pub max_texture_pixels: u64,
+    /// Most bytes the imported scene and its acceleration structure may need, estimated from the
+    /// counts the file declares before anything large is allocated (see [`super::budget`]).
+    pub memory_budget: u64,
 }
 
 impl Default for ImportLimits {
@@ -38,6 +45,7 @@ impl Default for ImportLimits {
             max_instances: 1_000_000,
             max_node_depth: 128,
             max_texture_pixels: 8192 * 8192,
+            memory_budget: DEFAULT_MEMORY_BUDGET,
         }
     }
 }
@@ -82,6 +90,8 @@ pub enum ImportError {
         count: u64,
         limit: u64,
     },
+    #[error(transparent)]
+    OverBudget(#[from] OverBudget),
     #[error("model has no triangles to render")]
     Empty,
 }
@@ -120,8 +130,13 @@ pub fn import_gltf_with_limits(bytes: &[u8], limits: &ImportLimits) -> Result<Sc
         }
     }
 
+    // First pass, over the JSON only: where every mesh is placed, and what the scene will cost.
+    let placements = collect_placements(&document, limits)?;
+    let used_textures = used_textures(&document);
+    check_declared_size(&document, &buffers, &placements, &used_textures, limits)?;
+
     let mut scene = Scene::default();
-    let textures = import_textures(&document, &buffers, limits)?;
+    let textures = import_textures(&document, &buffers, &used_textures, limits)?;
     let texture_map = textures.map;
     scene.textures = textures.list;
 
@@ -138,19 +153,85 @@ pub fn import_gltf_with_limits(bytes: &[u8], limits: &ImportLimits) -> Result<Sc
         ..Material::default()
     });
 
-    // Meshes: one of ours per glTF mesh, primitives concatenated, converted lazily on first use
-    // so unreferenced meshes cost nothing.
+    // Meshes: one of ours per glTF mesh, primitives concatenated, converted on first use so
+    // unreferenced meshes cost nothing.
     let mut mesh_map: HashMap<usize, Option<usize>> = HashMap::new();
     let mut unique_triangles = 0usize;
     let mut instanced_triangles = 0u64;
+    for placement in placements {
+        let gmesh = document
+            .meshes()
+            .nth(placement.mesh)
+            .expect("placements name meshes of this document");
+        let entry = match mesh_map.get(&placement.mesh) {
+            Some(e) => *e,
+            None => {
+                let converted = convert_mesh(
+                    &gmesh,
+                    &buffers,
+                    default_material,
+                    scene.materials.len(),
+                    limits,
+                )?;
+                let idx = match converted {
+                    Some(mesh) => {
+                        unique_triangles += mesh.triangles.len();
+                        if unique_triangles > limits.max_unique_triangles {
+                            return Err(ImportError::TooLarge {
+                                what: "distinct triangles",
+                                count: unique_triangles as u64,
+                                limit: limits.max_unique_triangles as u64,
+                            });
+                        }
+                        Some(scene.add_mesh(mesh))
+                    }
+                    None => None,
+                };
+                mesh_map.insert(placement.mesh, idx);
+                idx
+            }
+        };
+        let Some(mesh_idx) = entry else { continue };
+        // A degenerate (zero-scale) placement cannot be seen; skipping it is what viewers do.
+        let Some(inst) = super::Instance::new(mesh_idx, placement.world, placement.name) else {
+            continue;
+        };
+        instanced_triangles += scene.meshes[mesh_idx].triangles.len() as u64;
+        if instanced_triangles > limits.max_instanced_triangles as u64 {
+            return Err(ImportError::TooLarge {
+                what: "instanced triangles",
+                count: instanced_triangles,
+                limit: limits.max_instanced_triangles as u64,
+            });
+        }
+        scene.instances.push(inst);
+    }
 
+    if scene.instances.is_empty() {
+        return Err(ImportError::Empty);
+    }
+    Ok(scene)
+}
+
+/// One node that places a mesh, with its world transform.
+struct Placement {
+    mesh: usize,
+    world: Affine,
+    name: Option<String>,
+}
+
+/// Walks the node hierarchy (default scene, else the first, else every unreferenced node) and
+/// lists the mesh placements, checking depth, visit and instance limits on the way.
+fn collect_placements(
+    document: &gltf::Document,
+    limits: &ImportLimits,
+) -> Result<Vec<Placement>, ImportError> {
     let roots: Vec<gltf::Node> = match document
         .default_scene()
         .or_else(|| document.scenes().next())
     {
         Some(s) => s.nodes().collect(),
         None => {
-            // No scene: treat nodes that nobody references as roots.
             let mut is_child = vec![false; document.nodes().len()];
             for n in document.nodes() {
                 for c in n.children() {
@@ -160,7 +241,8 @@ pub fn import_gltf_with_limits(bytes: &[u8], limits: &ImportLimits) -> Result<Sc
             document.nodes().filter(|n| !is_child[n.index()]).collect()
         }
     };
-
+    let visit_limit = limits.max_instances.saturating_mul(4).max(1024);
+    let mut placements = Vec::new();
     let mut stack: Vec<(gltf::Node, Affine, usize)> = roots
         .into_iter()
         .rev()
@@ -179,11 +261,11 @@ pub fn import_gltf_with_limits(bytes: &[u8], limits: &ImportLimits) -> Result<Sc
             });
         }
         visited_nodes += 1;
-        if visited_nodes > limits.max_instances.saturating_mul(4).max(1024) {
+        if visited_nodes > visit_limit {
             return Err(ImportError::TooLarge {
                 what: "node visits",
                 count: visited_nodes as u64,
-                limit: limits.max_instances.saturating_mul(4).max(1024) as u64,
+                limit: visit_limit as u64,
             });
         }
         let local = match node.transform() {
@@ -201,68 +283,175 @@ pub fn import_gltf_with_limits(bytes: &[u8], limits: &ImportLimits) -> Result<Sc
                 reason: "transform is not finite".into(),
             });
         }
-        if let Some(gmesh) = node.mesh() {
-            let entry = match mesh_map.get(&gmesh.index()) {
-                Some(e) => *e,
-                None => {
-                    let converted = convert_mesh(
-                        &gmesh,
-                        &buffers,
-                        default_material,
-                        scene.materials.len(),
-                        limits,
-                    )?;
-                    let idx = match converted {
-                        Some(mesh) => {
-                            unique_triangles += mesh.triangles.len();
-                            if unique_triangles > limits.max_unique_triangles {
-                                return Err(ImportError::TooLarge {
-                                    what: "distinct triangles",
-                                    count: unique_triangles as u64,
-                                    limit: limits.max_unique_triangles as u64,
-                                });
-                            }
-                            Some(scene.add_mesh(mesh))
-                        }
-                        None => None,
-                    };
-                    mesh_map.insert(gmesh.index(), idx);
-                    idx
-                }
-            };
-            if let Some(mesh_idx) = entry {
-                // A degenerate (zero-scale) placement cannot be seen; skipping it is what viewers do.
-                if let Some(inst) =
-                    super::Instance::new(mesh_idx, world, node.name().map(str::to_owned))
-                {
-                    instanced_triangles += scene.meshes[mesh_idx].triangles.len() as u64;
-                    if instanced_triangles > limits.max_instanced_triangles as u64 {
-                        return Err(ImportError::TooLarge {
-                            what: "instanced triangles",
-                            count: instanced_triangles,
-                            limit: limits.max_instanced_triangles as u64,
-                        });
-                    }
-                    if scene.instances.len() >= limits.max_instances {
-                        return Err(ImportError::TooLarge {
-                            what: "instances",
-                            count: scene.instances.len() as u64 + 1,
-                            limit: limits.max_instances as u64,
-                        });
-                    }
-                    scene.instances.push(inst);
-                }
+        if let Some(mesh) = node.mesh() {
+            if placements.len() >= limits.max_instances {
+                return Err(ImportError::TooLarge {
+                    what: "instances",
+                    count: placements.len() as u64 + 1,
+                    limit: limits.max_instances as u64,
+                });
             }
+            placements.push(Placement {
+                mesh: mesh.index(),
+                world,
+                name: node.name().map(str::to_owned),
+            });
         }
         for child in node.children() {
             stack.push((child, world, depth + 1));
         }
     }
+    Ok(placements)
+}
 
-    if scene.instances.is_empty() {
-        return Err(ImportError::Empty);
+/// Vertices and triangles a mesh declares (triangle primitives only), from accessor counts.
+fn declared_counts(mesh: &gltf::Mesh) -> (u64, u64) {
+    let (mut vertices, mut triangles) = (0u64, 0u64);
+    for prim in mesh.primitives() {
+        let Some(positions) = prim.get(&gltf::Semantic::Positions) else {
+            continue;
+        };
+        let corners = prim.indices().map_or(positions.count(), |a| a.count()) as u64;
+        let prim_triangles = match prim.mode() {
+            Mode::Triangles => corners / 3,
+            Mode::TriangleStrip | Mode::TriangleFan => corners.saturating_sub(2),
+            _ => continue,
+        };
+        vertices = vertices.saturating_add(positions.count() as u64);
+        triangles = triangles.saturating_add(prim_triangles);
     }
-    Ok(scene)
+    (vertices, triangles)
+}
+
+/// Checks the scene the file declares against the triangle, texture and memory limits before
+/// any mesh or texture is decoded: counts come from accessors, texture sizes from image headers.
+fn check_declared_size(
+    document: &gltf::Document,
+    buffers: &[gltf::buffer::Data],
+    placements: &[Placement],
+    used_textures: &[gltf::Texture],
+    limits: &ImportLimits,
+) -> Result<(), ImportError> {
+    let meshes: Vec<gltf::Mesh> = document.meshes().collect();
+    let mut counts: HashMap<usize, (u64, u64)> = HashMap::new();
+    let mut estimate = MemoryEstimate::default();
+    let mut instanced = 0u64;
+    for placement in placements {
+        let (vertices, triangles) = *counts.entry(placement.mesh).or_insert_with(|| {
+            let c = declared_counts(&meshes[placement.mesh]);
+            estimate.add_mesh(c.0, c.1);
+            c
+        });
+        if vertices > limits.max_vertices_per_accessor as u64 * 16 {
+            return Err(ImportError::TooLarge {
+                what: "vertices in one mesh",
+                count: vertices,
+                limit: limits.max_vertices_per_accessor as u64 * 16,
+            });
+        }
+        instanced = instanced.saturating_add(triangles);
+        if instanced > limits.max_instanced_triangles as u64 {
+            return Err(ImportError::TooLarge {
+                what: "instanced triangles",
+                count: instanced,
+                limit: limits.max_instanced_triangles as u64,
+            });
+        }
+        estimate.add_placement(placement.mesh, triangles);
+    }
+    let unique: u64 = counts.values().map(|c| c.1).sum();
+    if unique > limits.max_unique_triangles as u64 {
+        return Err(ImportError::TooLarge {
+            what: "distinct triangles",
+            count: unique,
+            limit: limits.max_unique_triangles as u64,
+        });
+    }
+    let mut seen_images = Vec::new();
+    for texture in used_textures {
+        let image = texture.source();
+        if seen_images.contains(&image.index()) {
+            continue;
+        }
+        seen_images.push(image.index());
+        let (width, height) = image_dimensions(&image, buffers)?;
+        let pixels = width as u64 * height as u64;
+        if pixels > limits.max_texture_pixels {
+            return Err(ImportError::TooLarge {
+                what: "texture pixels",
+                count: pixels,
+                limit: limits.max_texture_pixels,
+            });
+        }
+        estimate.add_texture(width, height);
+    }
+    estimate.check(limits.memory_budget)?;
+    Ok(())
+}
+
+/// The encoded bytes of an embedded image (a buffer view; external files are not read).
+fn image_bytes<'b>(
+    image: &gltf::Image,
+    buffers: &'b [gltf::buffer::Data],
+) -> Result<&'b [u8], ImportError> {
+    let error = |reason: &str| ImportError::Image {
+        image: image.index(),
+        reason: reason.into(),
+    };
+    match image.source() {
+        gltf::image::Source::View { view, .. } => {
+            let data = buffers
+                .get(view.buffer().index())
+                .ok_or_else(|| error("its buffer is missing"))?;
+            view.offset()
+                .checked_add(view.length())
+                .and_then(|end| data.0.get(view.offset()..end))
+                .ok_or_else(|| error("its buffer view lies outside the buffer"))
+        }
+        gltf::image::Source::Uri { .. } => Err(error(
+            "refers to an external file; embed images in the GLB (buffer views)",
+        )),
+    }
+}
+
+fn image_reader(bytes: &[u8]) -> Option<image::ImageReader<std::io::Cursor<&[u8]>>> {
+    image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .ok()
+        .filter(|r| {
+            matches!(
+                r.format(),
+                Some(image::ImageFormat::Png | image::ImageFormat::Jpeg | image::ImageFormat::WebP)
+            )
+        })
+}
+
+/// Width and height from the image header, without decoding pixels.
+fn image_dimensions(
+    image: &gltf::Image,
+    buffers: &[gltf::buffer::Data],
+) -> Result<(u32, u32), ImportError> {
+    let error = |reason: String| ImportError::Image {
+        image: image.index(),
+        reason,
+    };
+    let bytes = image_bytes(image, buffers)?;
+    let reader = image_reader(bytes).ok_or_else(|| error("is not a PNG, JPEG or WebP".into()))?;
+    reader
+        .into_dimensions()
+        .map_err(|e| error(format!("unreadable header: {e}")))
+}
+
+/// The base-colour textures materials use (the only texture slot the renderer reads).
+fn used_textures<'a>(document: &'a gltf::Document) -> Vec<gltf::Texture<'a>> {
+    document
+        .materials()
+        .filter_map(|m| {
+            m.pbr_metallic_roughness()
+                .base_color_texture()
+                .map(|t| t.texture())
+        })
+        .collect()
 }
 
 struct ImportedTextures {
@@ -274,56 +463,42 @@ struct ImportedTextures {
 fn import_textures(
     document: &gltf::Document,
     buffers: &[gltf::buffer::Data],
+    used: &[gltf::Texture],
     limits: &ImportLimits,
 ) -> Result<ImportedTextures, ImportError> {
     let mut out = ImportedTextures {
         list: Vec::new(),
         map: HashMap::new(),
     };
-    let used: Vec<gltf::Texture> = document
-        .materials()
-        .filter_map(|m| {
-            m.pbr_metallic_roughness()
-                .base_color_texture()
-                .map(|t| t.texture())
-        })
-        .collect();
-    if used.is_empty() {
-        return Ok(out);
-    }
-    let images = gltf::import_images(document, None, buffers).map_err(|e| ImportError::Image {
-        image: 0,
-        reason: e.to_string(),
-    })?;
+    let images: Vec<gltf::Image> = document.images().collect();
     let mut image_to_texture: HashMap<usize, usize> = HashMap::new();
     for texture in used {
-        let image_index = texture.source().index();
-        if let Some(&t) = image_to_texture.get(&image_index) {
+        let image = &images[texture.source().index()];
+        if let Some(&t) = image_to_texture.get(&image.index()) {
             out.map.insert(texture.index(), t);
             continue;
         }
-        let data = images.get(image_index).ok_or_else(|| ImportError::Image {
-            image: image_index,
-            reason: "missing".into(),
-        })?;
-        let n_pixels = data.width as u64 * data.height as u64;
-        if n_pixels > limits.max_texture_pixels {
-            return Err(ImportError::TooLarge {
-                what: "texture pixels",
-                count: n_pixels,
-                limit: limits.max_texture_pixels,
-            });
-        }
-        let texels = decode_texels(data).ok_or_else(|| ImportError::Image {
-            image: image_index,
-            reason: format!("unsupported pixel format {:?}", data.format),
-        })?;
+        let error = |reason: String| ImportError::Image {
+            image: image.index(),
+            reason,
+        };
+        let bytes = image_bytes(image, buffers)?;
+        let mut reader =
+            image_reader(bytes).ok_or_else(|| error("is not a PNG, JPEG or WebP".into()))?;
+        // The header was checked against the limits already; these guard the decoder itself.
+        let mut decode_limits = image::Limits::default();
+        decode_limits.max_alloc = Some(limits.max_texture_pixels.saturating_mul(8));
+        reader.limits(decode_limits);
+        let decoded = reader
+            .decode()
+            .map_err(|e| error(format!("cannot decode: {e}")))?;
+        let (width, height) = (decoded.width(), decoded.height());
         out.list.push(Texture {
-            width: data.width,
-            height: data.height,
-            texels,
+            width,
+            height,
+            texels: decode_texels(&decoded),
         });
-        image_to_texture.insert(image_index, out.list.len() - 1);
+        image_to_texture.insert(image.index(), out.list.len() - 1);
         out.map.insert(texture.index(), out.list.len() - 1);
     }
     Ok(out)
@@ -338,53 +513,21 @@ fn srgb_to_linear(c: f32) -> f32 {
 }
 
 /// Converts decoded image pixels (sRGB encoded colour, linear alpha) to linear RGBA floats.
-fn decode_texels(data: &gltf::image::Data) -> Option<Vec<[f32; 4]>> {
-    use gltf::image::Format;
-    let n = data.width as usize * data.height as usize;
-    let lut: Vec<f32> = (0..256).map(|i| srgb_to_linear(i as f32 / 255.0)).collect();
-    let px = &data.pixels;
-    let texels: Vec<[f32; 4]> = match data.format {
-        Format::R8G8B8A8 => px
-            .chunks_exact(4)
+/// Grey images become grey RGB; images without alpha are opaque.
+fn decode_texels(image: &image::DynamicImage) -> Vec<[f32; 4]> {
+    let sixteen_bit = matches!(
+        image.color(),
+        image::ColorType::L16
+            | image::ColorType::La16
+            | image::ColorType::Rgb16
+            | image::ColorType::Rgba16
+    );
+    if sixteen_bit {
+        return image
+            .to_rgba16()
+            .pixels()
             .map(|p| {
-                [
-                    lut[p[0] as usize],
-                    lut[p[1] as usize],
-                    lut[p[2] as usize],
-                    p[3] as f32 / 255.0,
-                ]
-            })
-            .collect(),
-        Format::R8G8B8 => px
-            .chunks_exact(3)
-            .map(|p| {
-                [
-                    lut[p[0] as usize],
-                    lut[p[1] as usize],
-                    lut[p[2] as usize],
-                    1.0,
-                ]
-            })
-            .collect(),
-        Format::R8 => px
-            .iter()
-            .map(|&v| [lut[v as usize], lut[v as usize], lut[v as usize], 1.0])
-            .collect(),
-        Format::R8G8 => px
-            .chunks_exact(2)
-            .map(|p| {
-                [
-                    lut[p[0] as usize],
-                    lut[p[0] as usize],
-                    lut[p[0] as usize],
-                    p[1] as f32 / 255.0,
-                ]
-            })
-            .collect(),
-        Format::R16G16B16A16 => px
-            .chunks_exact(8)
-            .map(|p| {
-                let c = |i: usize| u16::from_le_bytes([p[2 * i], p[2 * i + 1]]) as f32 / 65535.0;
+                let c = |i: usize| p.0[i] as f32 / 65535.0;
                 [
                     srgb_to_linear(c(0)),
                     srgb_to_linear(c(1)),
@@ -392,22 +535,21 @@ fn decode_texels(data: &gltf::image::Data) -> Option<Vec<[f32; 4]>> {
                     c(3),
                 ]
             })
-            .collect(),
-        Format::R16G16B16 => px
-            .chunks_exact(6)
-            .map(|p| {
-                let c = |i: usize| u16::from_le_bytes([p[2 * i], p[2 * i + 1]]) as f32 / 65535.0;
-                [
-                    srgb_to_linear(c(0)),
-                    srgb_to_linear(c(1)),
-                    srgb_to_linear(c(2)),
-                    1.0,
-                ]
-            })
-            .collect(),
-        _ => return None,
-    };
-    (texels.len() == n).then_some(texels)
+            .collect();
+    }
+    let lut: Vec<f32> = (0..256).map(|i| srgb_to_linear(i as f32 / 255.0)).collect();
+    image
+        .to_rgba8()
+        .pixels()
+        .map(|p| {
+            [
+                lut[p.0[0] as usize],
+                lut[p.0[1] as usize],
+                lut[p.0[2] as usize],
+                p.0[3] as f32 / 255.0,
+            ]
+        })
+        .collect()
 }
 
 fn convert_material(material: &gltf::Material, texture_map: &HashMap<usize, usize>) -> Material {

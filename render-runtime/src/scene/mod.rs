@@ -3,6 +3,7 @@
 //! Importers (`gltf`) produce a [`Scene`]; the exporter (`export`) writes one back as GLB so that
 //! procedural test models travel through the same import path as user files.
 
+pub mod budget;
 pub mod export;
 pub mod gltf;
 pub mod usd;

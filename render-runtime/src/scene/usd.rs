@@ -44,6 +44,7 @@ use openusd::sdf::{self, Value};
 use openusd::usd::{Prim, Stage};
 use openusd::{ar, gf};
 
+use super::budget::{MemoryEstimate, OverBudget};
 use super::gltf::{generate_smooth_normals, ImportLimits};
 use super::{AlphaMode, Instance, Material, Mesh, Scene};
 use crate::math::{Affine, Vec3};
@@ -65,6 +66,8 @@ pub enum UsdImportError {
         count: u64,
         limit: u64,
     },
+    #[error(transparent)]
+    OverBudget(#[from] OverBudget),
     #[error("model has no meshes to render")]
     Empty,
 }
@@ -428,6 +431,9 @@ struct Importer<'s> {
     unique_triangles: usize,
     instanced_triangles: u64,
     visited: usize,
+    /// Memory the scene will need, checked against the budget as meshes and placements are read,
+    /// before each mesh is triangulated and before the acceleration structure is built.
+    estimate: MemoryEstimate,
 }
 
 impl<'s> Importer<'s> {
@@ -479,6 +485,7 @@ impl<'s> Importer<'s> {
             materials: HashMap::new(),
             display_materials: HashMap::new(),
             unique_triangles: 0,
+            estimate: MemoryEstimate::default(),
             instanced_triangles: 0,
             visited: 0,
         })
@@ -627,6 +634,9 @@ impl<'s> Importer<'s> {
             });
         }
         self.instanced_triangles += self.scene.meshes[mesh].triangles.len() as u64;
+        self.estimate
+            .add_placement(mesh, self.scene.meshes[mesh].triangles.len() as u64);
+        self.estimate.check(self.limits.memory_budget)?;
         if self.instanced_triangles > self.limits.max_instanced_triangles as u64 {
             return Err(UsdImportError::TooLarge {
                 what: "instanced triangles",
@@ -987,6 +997,9 @@ impl<'s> Importer<'s> {
                 indices.len()
             )));
         }
+        let triangles: u64 = counts.iter().map(|&c| (c as u64).saturating_sub(2)).sum();
+        self.estimate.add_mesh(points.len() as u64, triangles);
+        self.estimate.check(self.limits.memory_budget)?;
         if let Some((i, &bad)) = indices
             .iter()
             .enumerate()
