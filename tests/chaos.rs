@@ -1,5 +1,5 @@
 //! Fault injection (`./just chaos`), bounded in count and time, loopback only. Runs mixed jobs
-//! (conversions and render thumbnails) on a real nats-server and SeaweedFS while a driver
+//! (conversions, tessellations and render thumbnails) on a real nats-server and SeaweedFS while a driver
 //! SIGKILLs random function processes every few seconds and restarts them, restarts nats-server
 //! once and stops the S3 server for 20 s. Then checks that every job has exactly one terminal
 //! outcome, every succeeded job exactly its outputs, nothing is left in `JOBS` or in flight, and
@@ -11,6 +11,8 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
+use lightbox_tessellate::samples::Sample;
+use lightbox_tessellate::TessellateParams;
 use lightbox_tests::{
     function_binary, function_env, noisy_png, FunctionProcess, NatsServer, SeaweedS3, TempDir,
 };
@@ -19,7 +21,9 @@ use object_store::ObjectStore;
 use shared::client::Client;
 use shared::events::{JobEvent, JobState};
 use shared::job::{Envelope, Function};
-use shared::requests::{ConvertRequest, ImageFormat, RenderOutputRequest, RenderRequest};
+use shared::requests::{
+    ConvertRequest, ImageFormat, RenderOutputRequest, RenderRequest, TessellateRequest,
+};
 use shared::{ObjectKey, Store};
 
 const JOBS: usize = 300;
@@ -29,7 +33,15 @@ type Pending = (Vec<u8>, &'static str, String);
 
 /// A running function process: binary name, environment, process.
 type Running = (String, Vec<(String, String)>, FunctionProcess);
-const RENDER_EVERY: usize = 5;
+/// Of every five jobs: one render thumbnail, one tessellation, three conversions.
+const MIX: usize = 5;
+
+/// What a job of the mix is.
+enum Kind {
+    Convert(ObjectKey),
+    Render,
+    Tessellate,
+}
 
 struct Pool {
     processes: Vec<Running>,
@@ -62,7 +74,7 @@ impl Pool {
 }
 
 fn function_binary_dir_check() {
-    for name in ["lightbox-convert", "lightbox-render"] {
+    for name in ["lightbox-convert", "lightbox-render", "lightbox-tessellate"] {
         let _ = function_binary(name);
     }
 }
@@ -86,7 +98,8 @@ async fn main() -> anyhow::Result<()> {
     let store = Store::connect(s3.store_config())?;
     let client = Client::connect(&nats.nats_config()).await?;
 
-    // Inputs: a few distinct images and one model, so outputs are distinct per job.
+    // Inputs: a distinct image per conversion, one model to render and one STEP part to
+    // tessellate (each tessellation asks for its own deflection, so each has its own cache entry).
     let model = ObjectKey::new("models/chaos-bearing.glb")?;
     put_retrying(
         &store,
@@ -94,15 +107,20 @@ async fn main() -> anyhow::Result<()> {
         render_runtime::testmodels::bearing_glb(0.05),
     )
     .await;
+    let step = ObjectKey::new("models/chaos-bracket.step")?;
+    let step_bytes = lightbox_tessellate::samples::step_bytes(Sample::Bracket)?;
+    put_retrying(&store, &step, step_bytes.clone()).await;
     let mut inputs = Vec::new();
     for i in 0..JOBS {
-        if i % RENDER_EVERY != 0 {
-            let key = ObjectKey::new(format!("inputs/chaos/{i}.png"))?;
-            put_retrying(&store, &key, noisy_png(96, 64, i as u32)).await;
-            inputs.push(Some(key));
-        } else {
-            inputs.push(None);
-        }
+        inputs.push(match i % MIX {
+            0 => Kind::Render,
+            1 => Kind::Tessellate,
+            _ => {
+                let key = ObjectKey::new(format!("inputs/chaos/{i}.png"))?;
+                put_retrying(&store, &key, noisy_png(96, 64, i as u32)).await;
+                Kind::Convert(key)
+            }
+        });
     }
 
     let mut env = function_env(&nats, &s3.env());
@@ -126,14 +144,15 @@ async fn main() -> anyhow::Result<()> {
     let mut render_env = env.clone();
     render_env.push(("LIGHTBOX_QUEUE".into(), "render.light".into()));
     pool.spawn("lightbox-render", render_env);
+    pool.spawn("lightbox-tessellate", env.clone());
 
     // Build every job now; a submitter task publishes them at a steady rate across the fault
     // window (retrying while nats-server is down), so faults hit queued and running work.
-    let mut submitted: BTreeMap<String, (u64, Option<String>)> = BTreeMap::new();
+    let mut submitted: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
     let mut to_send: Vec<Pending> = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
         let (payload, subject, id, expected) = match input {
-            Some(key) => {
+            Kind::Convert(key) => {
                 let output = format!("outputs/chaos/{i}.webp");
                 let request = ConvertRequest {
                     input: key.clone(),
@@ -148,10 +167,33 @@ async fn main() -> anyhow::Result<()> {
                     envelope.to_json(),
                     "convert",
                     envelope.id.to_string(),
-                    Some(output),
+                    vec![output],
                 )
             }
-            None => {
+            Kind::Tessellate => {
+                let output = format!("outputs/chaos/{i}.glb");
+                let request = TessellateRequest {
+                    input: step.clone(),
+                    output: Some(ObjectKey::new(output.clone())?),
+                    linear_deflection: Some(0.0005 + i as f64 * 1e-6),
+                    angular_deflection: None,
+                };
+                let cache = lightbox_tessellate::cache_key(
+                    &step_bytes,
+                    &TessellateParams {
+                        linear_deflection: request.linear_deflection,
+                        angular_deflection: request.angular_deflection,
+                    },
+                );
+                let envelope = Envelope::new(Function::Tessellate, request);
+                (
+                    envelope.to_json(),
+                    "tessellate",
+                    envelope.id.to_string(),
+                    vec![output, cache.as_str().to_owned()],
+                )
+            }
+            Kind::Render => {
                 let serde_json::Value::Object(spec) =
                     serde_json::json!({"width": 48, "height": 48, "samples": 2, "seed": i})
                 else {
@@ -173,7 +215,7 @@ async fn main() -> anyhow::Result<()> {
                     envelope.to_json(),
                     "render.light",
                     envelope.id.to_string(),
-                    Some(format!("outputs/chaos/{i}.png")),
+                    vec![format!("outputs/chaos/{i}.png")],
                 )
             }
         };
@@ -303,9 +345,7 @@ async fn main() -> anyhow::Result<()> {
         match client.status(id).await?.map(|s| s.state) {
             Some(JobState::Succeeded) => {
                 succeeded += 1;
-                if let Some(output) = expected {
-                    expected_objects.insert(output.clone());
-                }
+                expected_objects.extend(expected.iter().cloned());
             }
             Some(JobState::Failed) => failed += 1,
             _ => lost += 1,
@@ -322,16 +362,30 @@ async fn main() -> anyhow::Result<()> {
             latencies.push(end.saturating_sub(*submitted_at));
         }
     }
-    let listed: Vec<_> = store
-        .inner
-        .list(Some(&Path::from("outputs/chaos")))
-        .collect()
-        .await;
-    let objects: BTreeSet<String> = listed
-        .into_iter()
-        .filter_map(|m| m.ok())
-        .map(|m| m.location.to_string())
-        .collect();
+    let mut objects = BTreeSet::new();
+    for prefix in ["outputs/chaos", "cache/tessellate"] {
+        let listed: Vec<_> = store.inner.list(Some(&Path::from(prefix))).collect().await;
+        objects.extend(
+            listed
+                .into_iter()
+                .filter_map(|m| m.ok())
+                .map(|m| m.location.to_string()),
+        );
+    }
+    // No partial objects: every output decodes (images) or imports (GLB).
+    let mut partial = 0;
+    for key in &objects {
+        let bytes = store.get(&ObjectKey::new(key.clone())?, None).await?;
+        let whole = if key.ends_with(".glb") {
+            render_runtime::import_gltf(&bytes).is_ok()
+        } else {
+            image::load_from_memory(&bytes).is_ok()
+        };
+        if !whole {
+            eprintln!("chaos: {key} is not a whole output ({} bytes)", bytes.len());
+            partial += 1;
+        }
+    }
     duplicated += objects.difference(&expected_objects).count();
     lost += expected_objects.difference(&objects).count();
     let mut jobs_stream = client.infra.jobs.clone();
@@ -345,7 +399,7 @@ async fn main() -> anyhow::Result<()> {
             .unwrap_or(0)
     };
     eprintln!(
-        "chaos: {succeeded} succeeded, {failed} failed, {left_in_jobs} left in JOBS, {in_flight} in flight, {} objects, {:.0} s",
+        "chaos: {succeeded} succeeded, {failed} failed, {left_in_jobs} left in JOBS, {in_flight} in flight, {} objects ({partial} partial), {:.0} s",
         objects.len(),
         started.elapsed().as_secs_f64()
     );
@@ -356,7 +410,7 @@ async fn main() -> anyhow::Result<()> {
         pct(0.99)
     );
     drop(pool);
-    if lost > 0 || duplicated > 0 || left_in_jobs > 0 || in_flight > 0 {
+    if lost > 0 || duplicated > 0 || partial > 0 || left_in_jobs > 0 || in_flight > 0 {
         std::process::exit(1);
     }
     Ok(())
