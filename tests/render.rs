@@ -6,6 +6,7 @@ use futures::StreamExt;
 use lightbox_tests::{
     function_binary, function_env, wait_consuming, worker_config, FunctionProcess,
 };
+use render_runtime::testmodels::hostile;
 use serde_json::{json, Value};
 use shared::events::{JobEvent, JobState};
 use shared::job::{Envelope, Function};
@@ -376,37 +377,67 @@ async fn cancelling_a_running_render_stops_it_and_leaves_no_outputs() {
     assert!(stack.list("outputs").await.is_empty(), "no partial outputs");
 }
 
-/// Splits a GLB into its JSON document and binary chunk.
-fn split_glb(glb: &[u8]) -> (Value, Vec<u8>) {
-    let json_len = u32::from_le_bytes(glb[12..16].try_into().unwrap()) as usize;
-    let json: Value = serde_json::from_slice(&glb[20..20 + json_len]).unwrap();
-    let bin_start = 20 + json_len;
-    let bin_len = u32::from_le_bytes(glb[bin_start..bin_start + 4].try_into().unwrap()) as usize;
-    (json, glb[bin_start + 8..bin_start + 8 + bin_len].to_vec())
-}
-
-/// Reassembles a GLB from a JSON document and binary chunk.
-fn join_glb(json: &Value, bin: &[u8]) -> Vec<u8> {
-    let mut text = serde_json::to_vec(json).unwrap();
-    text.resize(text.len().next_multiple_of(4), b' ');
-    let mut bin = bin.to_vec();
-    bin.resize(bin.len().next_multiple_of(4), 0);
-    let mut out = b"glTF".to_vec();
-    out.extend_from_slice(&2u32.to_le_bytes());
-    out.extend_from_slice(&((28 + text.len() + bin.len()) as u32).to_le_bytes());
-    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"JSON");
-    out.extend_from_slice(&text);
-    out.extend_from_slice(&(bin.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"BIN\0");
-    out.extend_from_slice(&bin);
-    out
+#[tokio::test]
+async fn a_render_past_its_deadline_is_stopped_failed_and_writes_nothing() {
+    let stack = stack().await;
+    let model = stack
+        .upload(
+            "models/bearing.glb",
+            &render_runtime::testmodels::bearing_glb(0.15),
+        )
+        .await;
+    let heavy = stack.render_worker("render.heavy", &[]).await;
+    // Minutes of work on this machine, with a two-second deadline.
+    let mut envelope = Envelope::new(
+        Function::Render,
+        request(
+            &model,
+            vec![json!({"width": 1536, "height": 1536, "samples": 512})],
+        ),
+    );
+    envelope.deadline_ms = Some(2_000);
+    stack
+        .client
+        .submit("render.heavy", &envelope)
+        .await
+        .unwrap();
+    let id = envelope.id.to_string();
+    let event = stack
+        .client
+        .wait(&id, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap_or_else(|err| panic!("{err}\n{}", heavy.log_text()));
+    assert_eq!(event.state, JobState::Failed, "{event:?}");
+    assert_eq!(event.attempt, 1);
+    let message = event.error.unwrap().message;
+    assert!(
+        message.contains("deadline of 2000 ms exceeded"),
+        "{message}"
+    );
+    assert!(stack.list("outputs").await.is_empty(), "no partial outputs");
+    // The renderer stopped: the worker takes the next job and finishes it.
+    let next = Envelope::new(
+        Function::Render,
+        request(
+            &model,
+            vec![json!({"width": 64, "height": 64, "samples": 4})],
+        ),
+    );
+    stack.client.submit("render.heavy", &next).await.unwrap();
+    let next = next.id.to_string();
+    let event = stack
+        .client
+        .wait(&next, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap_or_else(|err| panic!("{err}\n{}", heavy.log_text()));
+    assert_eq!(event.state, JobState::Succeeded, "{}", heavy.log_text());
+    assert!(stack.client.dead_letters(10).await.unwrap().len() == 1);
 }
 
 /// A GLB whose first triangle index points far outside its vertices.
 fn glb_with_out_of_range_index() -> Vec<u8> {
     let glb = render_runtime::testmodels::bearing_glb(0.05);
-    let (json, mut bin) = split_glb(&glb);
+    let (json, mut bin) = hostile::split_glb(&glb).unwrap();
     let accessor = json["meshes"][0]["primitives"][0]["indices"]
         .as_u64()
         .unwrap() as usize;
@@ -417,7 +448,7 @@ fn glb_with_out_of_range_index() -> Vec<u8> {
             .as_u64()
             .unwrap_or(0) as usize;
     bin[offset..offset + 4].copy_from_slice(&4_000_000_000u32.to_le_bytes());
-    join_glb(&json, &bin)
+    hostile::join_glb(&json, &bin)
 }
 
 #[tokio::test]

@@ -475,6 +475,18 @@ async fn a_job_past_its_deadline_is_stopped_and_failed() {
         .unwrap()
         .message
         .contains("deadline of 300 ms exceeded"));
+    // The slot is free again: the next job runs at once.
+    let next = setup
+        .client
+        .submit("convert", &job(TestRequest::default()))
+        .await
+        .unwrap();
+    let event = setup
+        .client
+        .wait(&next.to_string(), Duration::from_secs(10), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(event.state, JobState::Succeeded);
     worker.shutdown().await.unwrap();
 }
 
