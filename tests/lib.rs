@@ -11,6 +11,9 @@ use anyhow::{bail, Context as _};
 use shared::config::{NatsConfig, WorkerConfig};
 use shared::store::{S3Settings, StoreBackend, StoreConfig, DEFAULT_PREFIXES};
 
+/// The committed bad-input corpus (`tests/corpus/`): its generator, writer and reader.
+pub mod corpus;
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -29,3 +29,8 @@ mod infra;
 /// the content cache (hits, and one meshing for concurrent requests), bad, crashing and hanging
 /// inputs failing in one delivery.
 mod tessellate;
+
+/// The committed bad-input corpus (`tests/corpus/`): up to date with its generator, and every
+/// case failing once with a clear message through the real convert, render and tessellate
+/// binaries while the workers keep serving and nothing is written.
+mod corpus_run;

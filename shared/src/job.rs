@@ -184,9 +184,24 @@ pub fn parse_envelope(payload: &[u8]) -> Result<Envelope, JobError> {
 }
 
 /// Types a request from the envelope's raw JSON, as a permanent error if it does not fit.
+/// A request is a JSON object: serde would also fill a struct from an array of its fields in
+/// order, which no schema allows, so anything else is refused first.
 pub fn parse_request<R: serde::de::DeserializeOwned>(
     request: &serde_json::Value,
 ) -> Result<R, JobError> {
+    let kind = match request {
+        serde_json::Value::Object(_) => None,
+        serde_json::Value::Array(_) => Some("an array"),
+        serde_json::Value::String(_) => Some("a string"),
+        serde_json::Value::Number(_) => Some("a number"),
+        serde_json::Value::Bool(_) => Some("a boolean"),
+        serde_json::Value::Null => Some("null"),
+    };
+    if let Some(kind) = kind {
+        return Err(JobError::permanent(format!(
+            "invalid request: expected a JSON object, found {kind}"
+        )));
+    }
     R::deserialize(request).map_err(|err| JobError::permanent(format!("invalid request: {err}")))
 }
 
@@ -217,6 +232,25 @@ mod tests {
         let parsed = parse_envelope(&envelope.to_json()).unwrap();
         assert_eq!(parsed.id, envelope.id);
         assert_eq!(parsed.function, Function::Convert);
+    }
+
+    #[test]
+    fn a_request_must_be_an_object_even_where_serde_would_take_an_array() {
+        #[derive(Debug, Deserialize)]
+        #[allow(dead_code)]
+        struct Request {
+            input: String,
+            quality: u8,
+        }
+        assert!(parse_request::<Request>(&serde_json::json!({"input": "a", "quality": 1})).is_ok());
+        let err = parse_request::<Request>(&serde_json::json!(["a", 1])).unwrap_err();
+        assert!(!err.is_retryable());
+        assert_eq!(
+            err.to_string(),
+            "invalid request: expected a JSON object, found an array"
+        );
+        let err = parse_request::<Request>(&serde_json::Value::Null).unwrap_err();
+        assert!(err.to_string().contains("found null"), "{err}");
     }
 
     #[test]

@@ -270,7 +270,8 @@ impl Store {
             Ok(())
         } else {
             Err(JobError::permanent(format!(
-                "object key {key:?} is outside the allowed prefixes ({})",
+                "object key {:?} is outside the allowed prefixes ({})",
+                key.as_str(),
                 allowed.join(", ")
             )))
         }

@@ -376,7 +376,7 @@ async fn convert_model_job(
     })
     .await
     .map_err(|err| JobError::permanent(format!("conversion crashed: {err}")))?
-    .map_err(|err| JobError::permanent(format!("{err}")))?;
+    .map_err(|err| JobError::permanent(with_sources(&err)))?;
     if ctx.is_cancelled() {
         return Err(JobError::Cancelled);
     }
@@ -416,6 +416,18 @@ async fn convert_model_job(
         ],
         waiting_for: None,
     })
+}
+
+/// An error and its sources, `a: b: c`: "invalid glTF input" alone does not say what is wrong.
+fn with_sources(err: &dyn std::error::Error) -> String {
+    let mut message = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
 }
 
 /// Generated sample inputs for demos and tests.
@@ -585,6 +597,22 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("quality"));
+    }
+
+    #[test]
+    fn model_errors_name_their_cause() {
+        let glb = render_runtime::testmodels::bearing_glb(0.02);
+        let err = model::convert_model(
+            &glb[..glb.len() / 2],
+            model::ModelFormat::Usdz,
+            &render_runtime::ImportLimits::default(),
+        )
+        .unwrap_err();
+        let message = with_sources(&err);
+        assert!(
+            message.starts_with("invalid glTF input: invalid gltf document: "),
+            "{message}"
+        );
     }
 
     #[test]

@@ -97,7 +97,7 @@ impl RenderLimits {
     pub fn check(&self, index: usize, spec: &RenderSpec) -> Result<(), String> {
         let plan = spec
             .resolve()
-            .map_err(|err| format!("output {index}: {err}: {}", error_chain(&err)))?;
+            .map_err(|err| format!("output {index}: {}", error_chain(&err)))?;
         if plan.width.max(plan.height) > self.max_edge {
             return Err(format!(
                 "output {index}: {}x{} is over this queue's limit of {} pixels per edge (LIGHTBOX_RENDER_MAX_EDGE)",
@@ -141,19 +141,20 @@ pub fn default_memory_budget() -> u64 {
     }
 }
 
-/// Formats an error with its sources, so import errors say which node or accessor failed.
+/// Formats an error followed by its sources, so import errors say which node or accessor failed
+/// (`error: cause: cause of the cause`).
 pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
+    let mut parts = vec![err.to_string()];
     let mut source = err.source();
     while let Some(cause) = source {
-        parts.push(cause.to_string());
+        let text = cause.to_string();
+        // Wrappers that print their source already would otherwise repeat it.
+        if !parts.last().is_some_and(|last| last.ends_with(&text)) {
+            parts.push(text);
+        }
         source = cause.source();
     }
-    if parts.is_empty() {
-        err.to_string()
-    } else {
-        parts.join(": ")
-    }
+    parts.join(": ")
 }
 
 /// The kind of model file.
@@ -234,7 +235,7 @@ fn classify(err: render_runtime::RenderError) -> RenderFailure {
     if matches!(err, render_runtime::RenderError::Cancelled) {
         return RenderFailure::Cancelled;
     }
-    let mut message = format!("{err}: {}", error_chain(&err));
+    let mut message = error_chain(&err);
     if message.contains("over the memory budget") {
         message.push_str(" (LIGHTBOX_RENDER_MEMORY_MB)");
     }

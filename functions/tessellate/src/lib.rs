@@ -69,14 +69,15 @@ impl TessellateParams {
         if let Some(d) = self.linear_deflection {
             if !(d.is_finite() && d > 0.0 && d <= 1.0) {
                 return Err(TessellateError::Parameters {
-                    reason: format!("linear_deflection {d} m is outside (0, 1]"),
+                    // `{:?}` writes 1e300 as such, where `{}` writes all 301 digits.
+                    reason: format!("linear_deflection {d:?} m is outside (0, 1]"),
                 });
             }
         }
         if let Some(a) = self.angular_deflection {
             if !(a.is_finite() && (0.01..=std::f64::consts::FRAC_PI_2).contains(&a)) {
                 return Err(TessellateError::Parameters {
-                    reason: format!("angular_deflection {a} rad is outside [0.01, pi/2]"),
+                    reason: format!("angular_deflection {a:?} rad is outside [0.01, pi/2]"),
                 });
             }
         }

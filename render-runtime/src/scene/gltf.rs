@@ -113,10 +113,8 @@ pub fn import_gltf_with_limits(bytes: &[u8], limits: &ImportLimits) -> Result<Sc
     let mut gltf = gltf::Gltf::from_slice(bytes).map_err(|source| ImportError::Parse { source })?;
     let blob = gltf.blob.take();
     let document = gltf.document;
-    let buffers = gltf::import_buffers(&document, None, blob).map_err(|e| ImportError::Buffer {
-        buffer: 0,
-        reason: e.to_string(),
-    })?;
+    let buffers = gltf::import_buffers(&document, None, blob)
+        .map_err(|source| ImportError::Parse { source })?;
     for (i, (buffer, data)) in document.buffers().zip(&buffers).enumerate() {
         if data.0.len() < buffer.length() {
             return Err(ImportError::Buffer {
