@@ -87,7 +87,8 @@ fn corpus_is_up_to_date() {
     for (name, bytes) in &generated {
         assert!(
             committed[name] == *bytes,
-            "tests/corpus/{name} is out of date: {hint}"
+            "tests/corpus/{name} is out of date: {hint}\n{}",
+            String::from_utf8_lossy(bytes)
         );
     }
 }

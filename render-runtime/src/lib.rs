@@ -156,7 +156,8 @@ impl PreparedScene {
     /// acceleration structure.
     pub fn from_usd(bytes: &[u8], limits: &ImportLimits) -> Result<PreparedScene, RenderError> {
         let t0 = Instant::now();
-        let scene = import_usd_with_limits(bytes, limits)?;
+        // In a child process where the binary serves one: openusd trusts declared sizes.
+        let scene = scene::usd_isolate::import_usd(bytes, limits)?;
         let import_time = t0.elapsed();
         let mut prepared = PreparedScene::from_scene(scene)?;
         prepared.import_time = import_time;

@@ -2,10 +2,10 @@
 
 use lightbox_convert::{ConvertHandler, Limits};
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    shared::worker::run(ConvertHandler {
+fn main() -> anyhow::Result<()> {
+    // Started as the isolated USD reader (GLB ⇄ USD conversions): import stdin and exit.
+    render_runtime::scene::usd_isolate::serve_child_if_requested();
+    tokio::runtime::Runtime::new()?.block_on(shared::worker::run(ConvertHandler {
         limits: Limits::from_env(),
-    })
-    .await
+    }))
 }

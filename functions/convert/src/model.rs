@@ -19,8 +19,7 @@ use std::time::{Duration, Instant};
 use render_runtime::scene::export::export_glb;
 use render_runtime::scene::usd_write::{export_usda_with, export_usdz_with, UsdWriteOptions};
 use render_runtime::{
-    import_gltf_with_limits, import_usd_with_limits, ImportError, ImportLimits, Scene, UsdEncoding,
-    UsdImportError,
+    import_gltf_with_limits, ImportError, ImportLimits, Scene, UsdEncoding, UsdImportError,
 };
 
 /// A model file format, input or output.
@@ -117,7 +116,8 @@ pub fn import_model(
     let scene = match input {
         ModelFormat::Glb => import_gltf_with_limits(bytes, limits)?,
         ModelFormat::Usda | ModelFormat::Usdc | ModelFormat::Usdz => {
-            import_usd_with_limits(bytes, limits)?
+            // In a child process where the binary serves one (the convert worker does).
+            render_runtime::scene::usd_isolate::import_usd(bytes, limits)?
         }
     };
     Ok((scene, input))

@@ -58,6 +58,8 @@ pub enum ImportError {
         #[source]
         source: gltf::Error,
     },
+    #[error("invalid gltf document: {reason}")]
+    Invalid { reason: String },
     #[error("buffer {buffer}: {reason}")]
     Buffer { buffer: usize, reason: String },
     #[error("mesh {mesh} primitive {primitive}: accessor {accessor}: {reason}")]
@@ -110,11 +112,30 @@ pub fn import_gltf(bytes: &[u8]) -> Result<Scene, ImportError> {
 
 /// Imports a `.glb` or self-contained `.gltf` from memory under the given size guards.
 pub fn import_gltf_with_limits(bytes: &[u8], limits: &ImportLimits) -> Result<Scene, ImportError> {
-    let mut gltf = gltf::Gltf::from_slice(bytes).map_err(|source| ImportError::Parse { source })?;
-    let blob = gltf.blob.take();
-    let document = gltf.document;
-    let buffers = gltf::import_buffers(&document, None, blob)
-        .map_err(|source| ImportError::Parse { source })?;
+    // The gltf crate's validation indexes some arrays without checking them (a POSITION accessor
+    // index past the accessor list panics; found by `cargo fuzz`): a panic there is a bad file.
+    let parsed = std::panic::catch_unwind(|| -> Result<_, ImportError> {
+        let mut gltf =
+            gltf::Gltf::from_slice(bytes).map_err(|source| ImportError::Parse { source })?;
+        let blob = gltf.blob.take();
+        let document = gltf.document;
+        let buffers = gltf::import_buffers(&document, None, blob)
+            .map_err(|source| ImportError::Parse { source })?;
+        Ok((document, buffers))
+    });
+    let (document, buffers) = match parsed {
+        Ok(result) => result?,
+        Err(panic) => {
+            let reason = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+                .unwrap_or_else(|| "unknown panic".into());
+            return Err(ImportError::Invalid {
+                reason: format!("the glTF reader failed: {reason}"),
+            });
+        }
+    };
     for (i, (buffer, data)) in document.buffers().zip(&buffers).enumerate() {
         if data.0.len() < buffer.length() {
             return Err(ImportError::Buffer {

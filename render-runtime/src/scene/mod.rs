@@ -7,7 +7,9 @@ pub mod budget;
 pub mod export;
 pub mod gltf;
 pub mod usd;
+pub mod usd_isolate;
 pub mod usd_write;
+pub mod usdc_guard;
 
 use crate::math::{Aabb, Affine, Vec3};
 

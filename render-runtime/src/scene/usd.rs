@@ -46,6 +46,7 @@ use openusd::{ar, gf};
 
 use super::budget::{MemoryEstimate, OverBudget};
 use super::gltf::{generate_smooth_normals, ImportLimits};
+use super::usdc_guard;
 use super::{AlphaMode, Instance, Material, Mesh, Scene};
 use crate::math::{Affine, Vec3};
 
@@ -68,6 +69,9 @@ pub enum UsdImportError {
     },
     #[error(transparent)]
     OverBudget(#[from] OverBudget),
+    /// An error reported by the isolated reader (see `usd_isolate`), already formatted.
+    #[error("{message}")]
+    Reader { message: String },
     #[error("model has no meshes to render")]
     Empty,
 }
@@ -153,6 +157,7 @@ fn import_stage(
     let resolver = MemoryResolver {
         root: root.clone(),
         bytes,
+        budget: limits.memory_budget,
     };
     let stage = Stage::builder()
         .resolver(resolver)
@@ -205,6 +210,8 @@ const MEMORY_ROOT: &str = "/lightbox-memory";
 pub struct MemoryResolver {
     root: String,
     bytes: Arc<[u8]>,
+    /// The import's memory budget: packaged files and binary layers' tables must fit in it.
+    budget: u64,
 }
 
 /// Read access to shared bytes.
@@ -275,14 +282,22 @@ impl MemoryResolver {
         })
         .map_err(io::Error::other)?;
         let entry = archive.by_name(inner).map_err(io::Error::other)?;
-        if entry.size() > MAX_PACKAGED_FILE_BYTES {
+        let limit = MAX_PACKAGED_FILE_BYTES.min(self.budget);
+        if entry.size() > limit {
             return Err(io::Error::other(format!(
-                "packaged file {inner} is {} bytes, more than the limit of {MAX_PACKAGED_FILE_BYTES}",
+                "packaged file {inner} is {} bytes, more than the limit of {limit}",
                 entry.size()
             )));
         }
-        let mut out = Vec::with_capacity(entry.size() as usize);
-        entry.take(MAX_PACKAGED_FILE_BYTES).read_to_end(&mut out)?;
+        // The declared size is only a claim: reserve little, and stop reading at the limit.
+        let mut out = Vec::with_capacity(entry.size().min(1 << 24) as usize);
+        entry.take(limit + 1).read_to_end(&mut out)?;
+        if out.len() as u64 > limit {
+            return Err(io::Error::other(format!(
+                "packaged file {inner} inflates past the limit of {limit} bytes"
+            )));
+        }
+        usdc_guard::check(&out, self.budget).map_err(io::Error::other)?;
         Ok(out)
     }
 
@@ -352,6 +367,7 @@ impl ar::Resolver for MemoryResolver {
     fn open_asset(&self, resolved_path: &ar::ResolvedPath) -> io::Result<Box<dyn ar::Asset>> {
         let path = resolved_path.to_string_lossy();
         if path == self.root {
+            usdc_guard::check(&self.bytes, self.budget).map_err(io::Error::other)?;
             return Ok(Box::new(SharedAsset {
                 bytes: self.bytes.clone(),
                 pos: 0,
