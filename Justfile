@@ -58,10 +58,20 @@ bench-render-e2e: setup
     cargo build --release -q -p lightbox-render --bins
     cargo run --release -q -p lightbox-tests --bin bench-render-e2e
 
-# Fault injection: 300 mixed jobs while workers are SIGKILLed, nats-server restarts and S3 stops for
-# 20 s; ends with `jobs=N kills=N restarts=N redeliveries=N lost=N duplicated=N p50_ms=N p99_ms=N`.
+# Fault injection: 300 mixed jobs (conversions, tessellations, render thumbnails) while workers are
+# SIGKILLed, nats-server restarts and S3 stops for 20 s; ends with
+# `jobs=N kills=N restarts=N redeliveries=N lost=N duplicated=N p50_ms=N p99_ms=N`.
 chaos: build
     cargo run -q -p lightbox-tests --bin chaos
+
+# The bad-input corpus (tests/corpus/) against real workers, printing every case's outcome.
+corpus: build
+    cargo test -p lightbox-tests --test tests bad_input_corpus -- --nocapture
+
+# Fuzzing: job parsing, GLB import, USD import and image decoding, SECS seconds each, with cargo-fuzz
+# (pinned into .tools/cargo) and generated seeds; one line per target, fails if any target crashed.
+fuzz SECS="60":
+    bash tools/fuzz.sh {{SECS}}
 
 # Tessellation benchmark: the 140-part bearing STEP → GLB next to OCCT's RWGltf_CafWriter path.
 bench-tessellate: setup

@@ -393,7 +393,7 @@ fn check_declared_size(
             continue;
         }
         seen_images.push(image.index());
-        let (width, height) = image_dimensions(&image, buffers)?;
+        let (width, height) = image_dimensions(document, &image, buffers)?;
         let pixels = width as u64 * height as u64;
         if pixels > limits.max_texture_pixels {
             return Err(ImportError::TooLarge {
@@ -408,8 +408,11 @@ fn check_declared_size(
     Ok(())
 }
 
-/// The encoded bytes of an embedded image (a buffer view; external files are not read).
+/// The encoded bytes of an embedded image (a buffer view; external files are not read). Reads
+/// the JSON itself: the gltf crate's `Image::source` panics on an image with neither a buffer
+/// view nor a URI, or a view without a MIME type (found by `cargo fuzz`).
 fn image_bytes<'b>(
+    document: &gltf::Document,
     image: &gltf::Image,
     buffers: &'b [gltf::buffer::Data],
 ) -> Result<&'b [u8], ImportError> {
@@ -417,8 +420,17 @@ fn image_bytes<'b>(
         image: image.index(),
         reason: reason.into(),
     };
-    match image.source() {
-        gltf::image::Source::View { view, .. } => {
+    let json = document
+        .as_json()
+        .images
+        .get(image.index())
+        .ok_or_else(|| error("is missing"))?;
+    match (&json.buffer_view, &json.uri) {
+        (Some(view), _) => {
+            let view = document
+                .views()
+                .nth(view.value())
+                .ok_or_else(|| error("its buffer view is missing"))?;
             let data = buffers
                 .get(view.buffer().index())
                 .ok_or_else(|| error("its buffer is missing"))?;
@@ -427,9 +439,10 @@ fn image_bytes<'b>(
                 .and_then(|end| data.0.get(view.offset()..end))
                 .ok_or_else(|| error("its buffer view lies outside the buffer"))
         }
-        gltf::image::Source::Uri { .. } => Err(error(
+        (None, Some(_)) => Err(error(
             "refers to an external file; embed images in the GLB (buffer views)",
         )),
+        (None, None) => Err(error("has neither a buffer view nor a URI")),
     }
 }
 
@@ -447,6 +460,7 @@ fn image_reader(bytes: &[u8]) -> Option<image::ImageReader<std::io::Cursor<&[u8]
 
 /// Width and height from the image header, without decoding pixels.
 fn image_dimensions(
+    document: &gltf::Document,
     image: &gltf::Image,
     buffers: &[gltf::buffer::Data],
 ) -> Result<(u32, u32), ImportError> {
@@ -454,7 +468,7 @@ fn image_dimensions(
         image: image.index(),
         reason,
     };
-    let bytes = image_bytes(image, buffers)?;
+    let bytes = image_bytes(document, image, buffers)?;
     let reader = image_reader(bytes).ok_or_else(|| error("is not a PNG, JPEG or WebP".into()))?;
     reader
         .into_dimensions()
@@ -501,7 +515,7 @@ fn import_textures(
             image: image.index(),
             reason,
         };
-        let bytes = image_bytes(image, buffers)?;
+        let bytes = image_bytes(document, image, buffers)?;
         let mut reader =
             image_reader(bytes).ok_or_else(|| error("is not a PNG, JPEG or WebP".into()))?;
         // The header was checked against the limits already; these guard the decoder itself.

@@ -73,6 +73,8 @@ pub fn check(bytes: &[u8], budget: u64) -> Result<(), CrateError> {
         }
         let count_at = |k: u64| u64_at(bytes, start + 8 * k).unwrap_or(0);
         // Each table: (what, declared entries, largest possible for the section's size).
+        // Compressed blocks are read whole into memory first: they must fit in the section.
+        let ints = size.saturating_mul(MAX_INTS_PER_BYTE);
         let claims: Vec<(&str, u64, u64)> = match name.as_str() {
             "TOKENS" => vec![
                 (
@@ -81,20 +83,17 @@ pub fn check(bytes: &[u8], budget: u64) -> Result<(), CrateError> {
                     size.saturating_mul(LZ4_MAX_RATIO),
                 ),
                 ("tokens", count_at(0), count_at(1).saturating_add(1)),
+                ("compressed token bytes", count_at(2), size),
             ],
             "STRINGS" => vec![("strings", count_at(0), size / 4)],
-            "FIELDS" | "FIELDSETS" | "SPECS" => vec![(
-                "entries",
-                count_at(0),
-                size.saturating_mul(MAX_INTS_PER_BYTE),
-            )],
+            "FIELDS" | "FIELDSETS" | "SPECS" => vec![
+                ("entries", count_at(0), ints),
+                ("compressed bytes", count_at(1), size),
+            ],
             "PATHS" => vec![
-                ("paths", count_at(0), size.saturating_mul(MAX_INTS_PER_BYTE)),
-                (
-                    "path nodes",
-                    count_at(1),
-                    size.saturating_mul(MAX_INTS_PER_BYTE),
-                ),
+                ("paths", count_at(0), ints),
+                ("path nodes", count_at(1), ints),
+                ("compressed bytes", count_at(2), size),
             ],
             _ => Vec::new(),
         };
@@ -143,6 +142,8 @@ mod tests {
     #[test]
     fn honest_counts_pass_and_lying_ones_fail() {
         assert!(check(&crate_file("TOKENS", &[10, 100, 40], 64), 1 << 30).is_ok());
+        let err = check(&crate_file("FIELDSETS", &[10, 1 << 33], 64), 1 << 30).unwrap_err();
+        assert!(err.0.contains("compressed bytes"), "{err}");
         let err = check(&crate_file("TOKENS", &[10, 1 << 40, 40], 64), 1 << 30).unwrap_err();
         assert!(
             err.0.contains("declares 1099511627776 token bytes"),
@@ -156,7 +157,7 @@ mod tests {
 
     #[test]
     fn tables_over_the_budget_fail() {
-        let file = crate_file("SPECS", &[1_000_000], 4096);
+        let file = crate_file("SPECS", &[1_000_000, 4000], 4096);
         assert!(check(&file, 1 << 30).is_ok());
         let err = check(&file, 1 << 20).unwrap_err();
         assert!(err.0.contains("over the memory budget of 1 MiB"), "{err}");
@@ -170,5 +171,23 @@ mod tests {
         assert!(check(&file, 1 << 30).is_err());
         assert!(check(&file[..20], 1 << 30).is_err());
         assert!(check(b"#usda 1.0\n", 1 << 30).is_ok());
+    }
+}
+
+#[cfg(test)]
+mod regressions {
+    #[test]
+    fn the_fuzzed_fieldsets_claim_is_refused_before_openusd_reads_it() {
+        let bytes = std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/regressions/usd_import/usdc-fieldsets-compressed-size.usdc"
+        ))
+        .unwrap();
+        let err = super::check(&bytes, 8 << 30).unwrap_err();
+        assert!(
+            err.0
+                .contains("section FIELDSETS declares 3242591731706757308 compressed bytes"),
+            "{err}"
+        );
     }
 }
