@@ -231,7 +231,10 @@ pub fn seed_step(target: &str) {
             std::process::exit(0);
         }
         Err(err) => {
-            eprintln!("{target}: could not write seeds to {}: {err}", dir.display());
+            eprintln!(
+                "{target}: could not write seeds to {}: {err}",
+                dir.display()
+            );
             std::process::exit(1);
         }
     }

@@ -9,9 +9,11 @@ use lightbox_convert::samples::{png_with_claimed_size, test_card_png};
 use lightbox_convert::{convert_bytes, ConvertParams, Limits};
 use render_runtime::math::{Affine, Vec3};
 use render_runtime::scene::export::export_glb;
-use render_runtime::scene::Material;
 use render_runtime::scene::usd_write::{export_usda_with, export_usdz_with};
-use render_runtime::{testmodels, RenderSpec, Scene, TurntableSpec, UsdInstancing, UsdWriteOptions};
+use render_runtime::scene::Material;
+use render_runtime::{
+    testmodels, RenderSpec, Scene, TurntableSpec, UsdInstancing, UsdWriteOptions,
+};
 use serde_json::{json, Value};
 use shared::job::{Continuation, Envelope, Function};
 use shared::requests::{
@@ -73,7 +75,10 @@ fn job_seeds() -> Seeds {
     };
     let mut with_deadline = Envelope::new(Function::Convert, &model);
     with_deadline.deadline_ms = Some(60_000);
-    out.push(("convert-model-deadline.json".into(), with_deadline.to_json()));
+    out.push((
+        "convert-model-deadline.json".into(),
+        with_deadline.to_json(),
+    ));
 
     let still = RenderSpec {
         width: 640,
@@ -158,7 +163,10 @@ fn split_glb(glb: &[u8]) -> (Value, Vec<u8>) {
     } else {
         Vec::new()
     };
-    (serde_json::from_slice(json).expect("exported GLB JSON"), bin)
+    (
+        serde_json::from_slice(json).expect("exported GLB JSON"),
+        bin,
+    )
 }
 
 /// Assembles a GLB from a JSON document and a binary chunk.
@@ -212,7 +220,8 @@ fn textured_glb(scene: &Scene, image: &[u8], mime: &str) -> Vec<u8> {
 fn gltf_json(glb: &[u8]) -> Vec<u8> {
     let (mut document, bin) = split_glb(glb);
     let encoded = base64::engine::general_purpose::STANDARD.encode(&bin);
-    document["buffers"][0]["uri"] = json!(format!("data:application/octet-stream;base64,{encoded}"));
+    document["buffers"][0]["uri"] =
+        json!(format!("data:application/octet-stream;base64,{encoded}"));
     document["buffers"][0]["byteLength"] = json!(bin.len());
     serde_json::to_vec_pretty(&document).expect("JSON serialises")
 }
@@ -244,8 +253,16 @@ fn small_primitives_scene() -> Scene {
     cube.triangle_materials = vec![steel; cube.triangles.len()];
     let sphere = scene.add_mesh(sphere);
     let cube = scene.add_mesh(cube);
-    scene.add_instance(cube, Affine::translation(Vec3::new(0.0, 0.5, 0.0)), Some("cube".into()));
-    scene.add_instance(sphere, Affine::translation(Vec3::new(0.0, 1.5, 0.0)), Some("top".into()));
+    scene.add_instance(
+        cube,
+        Affine::translation(Vec3::new(0.0, 0.5, 0.0)),
+        Some("cube".into()),
+    );
+    scene.add_instance(
+        sphere,
+        Affine::translation(Vec3::new(0.0, 1.5, 0.0)),
+        Some("top".into()),
+    );
     scene.add_instance(
         sphere,
         Affine::translation(Vec3::new(1.1, 0.3, 0.4)).mul(&Affine::scale(Vec3::splat(0.6))),
@@ -332,21 +349,48 @@ fn image_seeds() -> Seeds {
     let webp_lossless = encode_as(&small, ImageFormat::Webp, true);
     let png_rgb = encode_as(&jpeg, ImageFormat::Png, false);
     let c = image_control;
-    out.push(("card-to-webp.png".into(), with(c(ImageFormat::Webp, false, 0), &card)));
-    out.push(("card-to-jpeg-resized.png".into(), with(c(ImageFormat::Jpeg, false, 3), &card)));
-    out.push(("rgb-to-png.png".into(), with(c(ImageFormat::Png, false, 0), &png_rgb)));
-    out.push(("card-to-png.jpg".into(), with(c(ImageFormat::Png, false, 0), &jpeg)));
-    out.push(("card-to-webp-lossless.jpg".into(), with(c(ImageFormat::Webp, true, 1), &jpeg)));
-    out.push(("card-to-jpeg.webp".into(), with(c(ImageFormat::Jpeg, false, 0), &webp_lossy)));
-    out.push(("small-to-png.webp".into(), with(c(ImageFormat::Png, false, 2), &webp_lossless)));
+    out.push((
+        "card-to-webp.png".into(),
+        with(c(ImageFormat::Webp, false, 0), &card),
+    ));
+    out.push((
+        "card-to-jpeg-resized.png".into(),
+        with(c(ImageFormat::Jpeg, false, 3), &card),
+    ));
+    out.push((
+        "rgb-to-png.png".into(),
+        with(c(ImageFormat::Png, false, 0), &png_rgb),
+    ));
+    out.push((
+        "card-to-png.jpg".into(),
+        with(c(ImageFormat::Png, false, 0), &jpeg),
+    ));
+    out.push((
+        "card-to-webp-lossless.jpg".into(),
+        with(c(ImageFormat::Webp, true, 1), &jpeg),
+    ));
+    out.push((
+        "card-to-jpeg.webp".into(),
+        with(c(ImageFormat::Jpeg, false, 0), &webp_lossy),
+    ));
+    out.push((
+        "small-to-png.webp".into(),
+        with(c(ImageFormat::Png, false, 2), &webp_lossless),
+    ));
     // Headers that claim more pixels than the limit, and a size within it with no pixel data.
     out.push((
         "bomb-header.png".into(),
-        with(c(ImageFormat::Webp, false, 0), &png_with_claimed_size(100_000, 100_000)),
+        with(
+            c(ImageFormat::Webp, false, 0),
+            &png_with_claimed_size(100_000, 100_000),
+        ),
     ));
     out.push((
         "empty-idat.png".into(),
-        with(c(ImageFormat::Png, false, 0), &png_with_claimed_size(256, 256)),
+        with(
+            c(ImageFormat::Png, false, 0),
+            &png_with_claimed_size(256, 256),
+        ),
     ));
     out
 }
