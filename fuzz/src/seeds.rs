@@ -7,10 +7,10 @@ use std::path::Path;
 use base64::Engine as _;
 use lightbox_convert::samples::{png_with_claimed_size, test_card_png};
 use lightbox_convert::{convert_bytes, ConvertParams, Limits};
-use render_runtime::math::{Affine, Vec3};
 use render_runtime::scene::export::export_glb;
 use render_runtime::scene::usd_write::{export_usda_with, export_usdz_with};
 use render_runtime::scene::Material;
+use render_runtime::testmodels::hostile::{split_glb, textured_glb};
 use render_runtime::{
     testmodels, RenderSpec, Scene, TurntableSpec, UsdInstancing, UsdWriteOptions,
 };
@@ -151,74 +151,9 @@ fn job_seeds() -> Seeds {
     out
 }
 
-/// A GLB's JSON chunk and binary chunk.
-fn split_glb(glb: &[u8]) -> (Value, Vec<u8>) {
-    let chunk = |at: usize| {
-        let len = u32::from_le_bytes(glb[at..at + 4].try_into().unwrap()) as usize;
-        (&glb[at + 8..at + 8 + len], at + 8 + len)
-    };
-    let (json, next) = chunk(12);
-    let bin = if next < glb.len() {
-        chunk(next).0.to_vec()
-    } else {
-        Vec::new()
-    };
-    (
-        serde_json::from_slice(json).expect("exported GLB JSON"),
-        bin,
-    )
-}
-
-/// Assembles a GLB from a JSON document and a binary chunk.
-fn join_glb(document: &Value, mut bin: Vec<u8>) -> Vec<u8> {
-    let mut json = serde_json::to_vec(document).expect("JSON serialises");
-    while json.len() % 4 != 0 {
-        json.push(b' ');
-    }
-    while bin.len() % 4 != 0 {
-        bin.push(0);
-    }
-    let total = 12 + 8 + json.len() + if bin.is_empty() { 0 } else { 8 + bin.len() };
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(b"glTF");
-    out.extend_from_slice(&2u32.to_le_bytes());
-    out.extend_from_slice(&(total as u32).to_le_bytes());
-    out.extend_from_slice(&(json.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"JSON");
-    out.extend_from_slice(&json);
-    if !bin.is_empty() {
-        out.extend_from_slice(&(bin.len() as u32).to_le_bytes());
-        out.extend_from_slice(b"BIN\0");
-        out.extend_from_slice(&bin);
-    }
-    out
-}
-
-/// The scene's GLB with `image` (PNG or JPEG bytes) as the base colour texture of every
-/// material, stored in the binary chunk.
-fn textured_glb(scene: &Scene, image: &[u8], mime: &str) -> Vec<u8> {
-    let (mut document, mut bin) = split_glb(&export_glb(scene));
-    while bin.len() % 4 != 0 {
-        bin.push(0);
-    }
-    let offset = bin.len();
-    bin.extend_from_slice(image);
-    let views = document["bufferViews"].as_array_mut().expect("views");
-    views.push(json!({"buffer": 0, "byteOffset": offset, "byteLength": image.len()}));
-    let view = views.len() - 1;
-    document["buffers"][0]["byteLength"] = json!(bin.len());
-    document["images"] = json!([{"bufferView": view, "mimeType": mime}]);
-    document["samplers"] = json!([{"magFilter": 9729, "minFilter": 9987}]);
-    document["textures"] = json!([{"source": 0, "sampler": 0}]);
-    for material in document["materials"].as_array_mut().expect("materials") {
-        material["pbrMetallicRoughness"]["baseColorTexture"] = json!({"index": 0});
-    }
-    join_glb(&document, bin)
-}
-
 /// The GLB as self-contained `.gltf` JSON with a base64 data URI buffer.
 fn gltf_json(glb: &[u8]) -> Vec<u8> {
-    let (mut document, bin) = split_glb(glb);
+    let (mut document, bin) = split_glb(glb).expect("an exported GLB");
     let encoded = base64::engine::general_purpose::STANDARD.encode(&bin);
     document["buffers"][0]["uri"] =
         json!(format!("data:application/octet-stream;base64,{encoded}"));
@@ -230,45 +165,9 @@ fn sphere_with_texture_scene() -> Scene {
     testmodels::sphere_scene(0.5, 6, Material::default())
 }
 
-/// `testmodels::primitives_scene` at low detail (a sphere on a cube plus a second, scaled sphere
-/// placement, two materials), so the seed stays a few kB.
+/// `testmodels::primitives_scene` at low detail, so the seed stays a few kB.
 fn small_primitives_scene() -> Scene {
-    let mut scene = Scene::default();
-    let red = scene.add_material(Material {
-        name: Some("red plastic".into()),
-        base_color: [0.7, 0.08, 0.05, 1.0],
-        roughness: 0.35,
-        ..Material::default()
-    });
-    let steel = scene.add_material(Material {
-        name: Some("steel".into()),
-        base_color: [0.85, 0.85, 0.88, 1.0],
-        metallic: 1.0,
-        roughness: 0.2,
-        ..Material::default()
-    });
-    let mut sphere = testmodels::sphere_mesh(0.5, 4, 8);
-    sphere.triangle_materials = vec![red; sphere.triangles.len()];
-    let mut cube = testmodels::cube_mesh(0.5);
-    cube.triangle_materials = vec![steel; cube.triangles.len()];
-    let sphere = scene.add_mesh(sphere);
-    let cube = scene.add_mesh(cube);
-    scene.add_instance(
-        cube,
-        Affine::translation(Vec3::new(0.0, 0.5, 0.0)),
-        Some("cube".into()),
-    );
-    scene.add_instance(
-        sphere,
-        Affine::translation(Vec3::new(0.0, 1.5, 0.0)),
-        Some("top".into()),
-    );
-    scene.add_instance(
-        sphere,
-        Affine::translation(Vec3::new(1.1, 0.3, 0.4)).mul(&Affine::scale(Vec3::splat(0.6))),
-        Some("small".into()),
-    );
-    scene
+    testmodels::primitives_scene_at(4, 8)
 }
 
 fn encode_as(png: &[u8], format: ImageFormat, lossless: bool) -> Vec<u8> {

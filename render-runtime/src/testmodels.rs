@@ -247,6 +247,11 @@ pub fn sphere_scene(radius: f32, detail: usize, material: Material) -> Scene {
 /// A small still life for golden images: a sphere on a cube, both instanced, plus a second
 /// sphere placement.
 pub fn primitives_scene() -> Scene {
+    primitives_scene_at(24, 48)
+}
+
+/// [`primitives_scene`] with the spheres tessellated into `rings` x `segments`.
+pub fn primitives_scene_at(rings: usize, segments: usize) -> Scene {
     let mut scene = Scene::default();
     let red = scene.add_material(Material {
         name: Some("red plastic".into()),
@@ -262,7 +267,7 @@ pub fn primitives_scene() -> Scene {
         roughness: 0.2,
         ..Material::default()
     });
-    let mut sphere = sphere_mesh(0.5, 24, 48);
+    let mut sphere = sphere_mesh(0.5, rings, segments);
     sphere.triangle_materials = vec![red; sphere.triangles.len()];
     let mut cube = cube_mesh(0.5);
     cube.triangle_materials = vec![steel; cube.triangles.len()];

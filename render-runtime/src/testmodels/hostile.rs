@@ -64,7 +64,18 @@ pub fn cube_parts() -> (Value, Vec<u8>) {
 /// A cube whose material's base colour texture is `image` (encoded PNG/JPEG bytes, embedded in
 /// the binary chunk through a buffer view).
 pub fn textured_cube_glb(image: &[u8], mime_type: &str) -> Vec<u8> {
-    let (mut json, mut bin) = cube_parts();
+    let mut scene = Scene::default();
+    scene.add_material(Material::default());
+    let cube = scene.add_mesh(super::cube_mesh(0.5));
+    scene.add_instance(cube, Affine::IDENTITY, Some("box".into()));
+    textured_glb(&scene, image, mime_type)
+}
+
+/// The scene's GLB with `image` (encoded PNG/JPEG bytes, stored in the binary chunk) as the
+/// base colour texture of every material.
+pub fn textured_glb(scene: &Scene, image: &[u8], mime_type: &str) -> Vec<u8> {
+    let (mut json, mut bin) =
+        split_glb(&export_glb(scene)).expect("the exporter writes a well-formed GLB");
     while !bin.len().is_multiple_of(4) {
         bin.push(0);
     }
@@ -75,8 +86,11 @@ pub fn textured_cube_glb(image: &[u8], mime_type: &str) -> Vec<u8> {
     views.push(json!({"buffer": 0, "byteOffset": offset, "byteLength": image.len()}));
     let view = views.len() - 1;
     json["images"] = json!([{"bufferView": view, "mimeType": mime_type}]);
-    json["textures"] = json!([{"source": 0}]);
-    json["materials"][0]["pbrMetallicRoughness"]["baseColorTexture"] = json!({"index": 0});
+    json["samplers"] = json!([{"magFilter": 9729, "minFilter": 9987}]);
+    json["textures"] = json!([{"source": 0, "sampler": 0}]);
+    for material in json["materials"].as_array_mut().expect("materials") {
+        material["pbrMetallicRoughness"]["baseColorTexture"] = json!({"index": 0});
+    }
     join_glb(&json, &bin)
 }
 
