@@ -12,10 +12,10 @@ use bytes::Bytes;
 use futures::StreamExt;
 use lightbox_tests::{local_store, worker_config, NatsServer, TempDir};
 use serde::Deserialize;
-use shared::client::Client;
-use shared::job::{Envelope, Function};
-use shared::worker::{Handler, Job, Outcome, Worker};
-use shared::JobError;
+use lightbox_runtime::client::Client;
+use lightbox_runtime::job::{Envelope, Function};
+use lightbox_runtime::worker::{Handler, Job, Outcome, Worker};
+use lightbox_runtime::JobError;
 use tokio::sync::mpsc;
 
 #[derive(Deserialize, serde::Serialize)]
@@ -120,7 +120,7 @@ async fn bare_loop_with_reporting(client: &Client, n: usize) -> f64 {
         })
         .await
         .unwrap();
-    let reporter = shared::events::Reporter {
+    let reporter = lightbox_runtime::events::Reporter {
         js: client.js.clone(),
         kv: client.infra.kv.clone(),
     };
@@ -132,21 +132,21 @@ async fn bare_loop_with_reporting(client: &Client, n: usize) -> f64 {
             let reporter = reporter.clone();
             async move {
                 let message = message.unwrap();
-                let envelope = shared::job::parse_envelope(&message.payload).unwrap();
+                let envelope = lightbox_runtime::job::parse_envelope(&message.payload).unwrap();
                 let id = envelope.id.to_string();
                 let _ = reporter.status(&id).await;
-                let started = shared::events::JobEvent::new(
+                let started = lightbox_runtime::events::JobEvent::new(
                     &id,
                     "convert",
-                    shared::events::JobState::Started,
+                    lightbox_runtime::events::JobState::Started,
                     1,
                     "bare",
                 );
                 reporter.report(&started, false).await.unwrap();
-                let done = shared::events::JobEvent::new(
+                let done = lightbox_runtime::events::JobEvent::new(
                     &id,
                     "convert",
-                    shared::events::JobState::Succeeded,
+                    lightbox_runtime::events::JobState::Succeeded,
                     1,
                     "bare",
                 );
@@ -267,7 +267,7 @@ async fn main() -> anyhow::Result<()> {
     let png = lightbox_tests::noisy_png(2048, 2048, 7);
     let smooth = lightbox_convert::samples::test_card_png(2048, 2048);
     let params = lightbox_convert::ConvertParams {
-        format: shared::requests::ImageFormat::Webp,
+        format: lightbox_runtime::requests::ImageFormat::Webp,
         quality: Some(90),
         lossless: false,
         resize: None,

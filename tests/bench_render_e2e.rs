@@ -8,11 +8,11 @@ use bytes::Bytes;
 use lightbox_render::{render_model, ModelKind, RenderLimits};
 use lightbox_tests::{function_env, FunctionProcess, NatsServer, SeaweedS3, TempDir};
 use render_runtime::{NoHooks, RenderSpec};
-use shared::client::Client;
-use shared::events::JobState;
-use shared::job::{Envelope, Function};
-use shared::requests::{RenderOutputRequest, RenderRequest};
-use shared::{ObjectKey, Store};
+use lightbox_runtime::client::Client;
+use lightbox_runtime::events::JobState;
+use lightbox_runtime::job::{Envelope, Function};
+use lightbox_runtime::requests::{RenderOutputRequest, RenderRequest};
+use lightbox_runtime::{ObjectKey, Store};
 
 fn thumbnail_request(model: &ObjectKey, seed: u64) -> RenderRequest {
     let serde_json::Value::Object(spec) =
@@ -36,7 +36,7 @@ async fn main() -> anyhow::Result<()> {
         .nth(1)
         .and_then(|a| a.parse().ok())
         .unwrap_or(1.0);
-    let glb = render_runtime::testmodels::bearing_glb(detail);
+    let glb = lightbox_testmodels::bearing_glb(detail);
     println!("Render function benchmark: procedural bearing (detail {detail}, GLB {:.1} MB), 512x512, sample policy (64 spp), built-in denoiser", glb.len() as f64 / 1e6);
 
     // Bare: the same pure core the function runs, in this process, no NATS or S3.

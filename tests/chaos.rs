@@ -18,13 +18,13 @@ use lightbox_tests::{
 };
 use object_store::path::Path;
 use object_store::ObjectStore;
-use shared::client::Client;
-use shared::events::{JobEvent, JobState};
-use shared::job::{Envelope, Function};
-use shared::requests::{
+use lightbox_runtime::client::Client;
+use lightbox_runtime::events::{JobEvent, JobState};
+use lightbox_runtime::job::{Envelope, Function};
+use lightbox_runtime::requests::{
     ConvertRequest, ImageFormat, RenderOutputRequest, RenderRequest, TessellateRequest,
 };
-use shared::{ObjectKey, Store};
+use lightbox_runtime::{ObjectKey, Store};
 
 const JOBS: usize = 300;
 
@@ -104,7 +104,7 @@ async fn main() -> anyhow::Result<()> {
     put_retrying(
         &store,
         &model,
-        render_runtime::testmodels::bearing_glb(0.05),
+        lightbox_testmodels::bearing_glb(0.05),
     )
     .await;
     let step = ObjectKey::new("models/chaos-bracket.step")?;
@@ -227,7 +227,7 @@ async fn main() -> anyhow::Result<()> {
         tokio::spawn(async move {
             let mut sent_at = BTreeMap::new();
             for (payload, subject, id) in to_send {
-                sent_at.insert(id.clone(), shared::job::now_ms());
+                sent_at.insert(id.clone(), lightbox_runtime::job::now_ms());
                 while client
                     .submit_raw(subject, &id, Bytes::from(payload.clone()), None)
                     .await

@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context as _};
-use render_runtime::testmodels::hostile::{self, join_glb};
+use lightbox_testmodels::hostile::{self, join_glb};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
@@ -1398,16 +1398,16 @@ fn fuzz_cases(b: &mut Builder, root: &Path) {
                         continue;
                     };
                     let format = match control & 3 {
-                        1 => shared::requests::ImageFormat::Png,
-                        2 => shared::requests::ImageFormat::Jpeg,
-                        _ => shared::requests::ImageFormat::Webp,
+                        1 => lightbox_runtime::requests::ImageFormat::Png,
+                        2 => lightbox_runtime::requests::ImageFormat::Jpeg,
+                        _ => lightbox_runtime::requests::ImageFormat::Webp,
                     };
                     let n = u32::from(control >> 3);
                     let params = lightbox_convert::ConvertParams {
                         format,
                         quality: Some(80),
                         lossless: control & 4 != 0,
-                        resize: (n > 0).then(|| shared::requests::Size {
+                        resize: (n > 0).then(|| lightbox_runtime::requests::Size {
                             width: 8 * n,
                             height: 4 * (32 - n),
                         }),
@@ -1429,16 +1429,16 @@ fn fuzz_cases(b: &mut Builder, root: &Path) {
                 _ => {
                     // Published to `convert` as it is: it fails if its envelope or its convert
                     // request does not parse (a well-formed job would run, so it is left out).
-                    let message = match shared::job::parse_envelope(&bytes) {
+                    let message = match lightbox_runtime::job::parse_envelope(&bytes) {
                         Err(err) => err.to_string(),
-                        Ok(envelope) if envelope.function != shared::Function::Convert => {
+                        Ok(envelope) if envelope.function != lightbox_runtime::Function::Convert => {
                             format!(
                                 "job is for function {} but was queued on convert",
                                 envelope.function
                             )
                         }
                         Ok(envelope) => {
-                            match shared::job::parse_request::<shared::requests::ConvertRequest>(
+                            match lightbox_runtime::job::parse_request::<lightbox_runtime::requests::ConvertRequest>(
                                 &envelope.request,
                             ) {
                                 Err(err) => err.to_string(),

@@ -7,10 +7,10 @@ use futures::StreamExt;
 use lightbox_tests::corpus::{self, Case};
 use lightbox_tests::{function_binary, function_env, wait_consuming, FunctionProcess};
 use serde_json::json;
-use shared::events::{JobEvent, JobState};
-use shared::job::{Envelope, Function};
-use shared::requests::{ConvertRequest, ImageFormat, RenderRequest, TessellateRequest};
-use shared::ObjectKey;
+use lightbox_runtime::events::{JobEvent, JobState};
+use lightbox_runtime::job::{Envelope, Function};
+use lightbox_runtime::requests::{ConvertRequest, ImageFormat, RenderRequest, TessellateRequest};
+use lightbox_runtime::ObjectKey;
 
 impl Stack {
     /// A function process on `queue`, consuming.
@@ -100,7 +100,7 @@ fn fuzzing_regressions_join_the_corpus_when_they_fail() {
         std::fs::create_dir_all(dir.path().join(target)).unwrap();
         std::fs::write(dir.path().join(target).join(name), bytes).unwrap();
     };
-    let glb = render_runtime::testmodels::bearing_glb(0.02);
+    let glb = lightbox_testmodels::bearing_glb(0.02);
     write("glb_import", "crash-1", &glb[..glb.len() / 2]);
     write("glb_import", "valid", &glb);
     write("usd_import", "oom-1", b"#usda 1.0\ndef Mesh \"M\" {\n");
@@ -356,7 +356,7 @@ async fn good_jobs(stack: &Stack, uploaded: &mut BTreeSet<String>) -> Vec<(&'sta
     let model = stack
         .upload(
             "models/corpus-good/bearing.glb",
-            render_runtime::testmodels::bearing_glb(0.02),
+            lightbox_testmodels::bearing_glb(0.02),
         )
         .await;
     let render: RenderRequest = serde_json::from_value(json!({

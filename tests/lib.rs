@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicU16, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context as _};
-use shared::config::{NatsConfig, WorkerConfig};
-use shared::store::{S3Settings, StoreBackend, StoreConfig, DEFAULT_PREFIXES};
+use lightbox_runtime::config::{NatsConfig, WorkerConfig};
+use lightbox_runtime::store::{S3Settings, StoreBackend, StoreConfig, DEFAULT_PREFIXES};
 
 /// The committed bad-input corpus (`tests/corpus/`): its generator, writer and reader.
 pub mod corpus;

@@ -4,10 +4,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::StreamExt;
 use lightbox_tests::{function_binary, function_env, noisy_png, wait_consuming, FunctionProcess};
-use shared::events::JobState;
-use shared::job::{Envelope, Function};
-use shared::requests::{ConvertRequest, ImageFormat, Size};
-use shared::ObjectKey;
+use lightbox_runtime::events::JobState;
+use lightbox_runtime::job::{Envelope, Function};
+use lightbox_runtime::requests::{ConvertRequest, ImageFormat, Size};
+use lightbox_runtime::ObjectKey;
 
 impl Stack {
     fn convert_worker(&self, label: &str, extra: &[(&str, &str)]) -> FunctionProcess {
@@ -294,7 +294,7 @@ async fn models_convert_between_glb_and_usd_keeping_instances() {
     let stack = stack().await;
     let worker = stack.convert_worker("convert", &[]);
     wait_consuming(&worker, Duration::from_secs(20)).await;
-    let scene = render_runtime::testmodels::bearing_scene(0.05);
+    let scene = lightbox_testmodels::bearing_scene(0.05);
     let glb = stack
         .upload(
             "models/bearing.glb",

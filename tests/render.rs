@@ -6,13 +6,13 @@ use futures::StreamExt;
 use lightbox_tests::{
     function_binary, function_env, wait_consuming, worker_config, FunctionProcess,
 };
-use render_runtime::testmodels::hostile;
+use lightbox_testmodels::hostile;
 use serde_json::{json, Value};
-use shared::events::{JobEvent, JobState};
-use shared::job::{Envelope, Function};
-use shared::requests::{RenderOutputRequest, RenderRequest, TessellationParams};
-use shared::worker::{Handler, Job, Outcome, Worker};
-use shared::{JobError, ObjectKey};
+use lightbox_runtime::events::{JobEvent, JobState};
+use lightbox_runtime::job::{Envelope, Function};
+use lightbox_runtime::requests::{RenderOutputRequest, RenderRequest, TessellationParams};
+use lightbox_runtime::worker::{Handler, Job, Outcome, Worker};
+use lightbox_runtime::{JobError, ObjectKey};
 
 impl Stack {
     async fn render_worker(&self, queue: &str, extra: &[(&str, &str)]) -> FunctionProcess {
@@ -31,7 +31,7 @@ impl Stack {
 
     /// Submits a render job to the queue its routing rule picks.
     async fn submit(&self, request: RenderRequest) -> (String, &'static str) {
-        let queue = request.queue();
+        let queue = request.queue().as_str();
         let envelope = Envelope::new(Function::Render, request);
         self.client.submit(queue, &envelope).await.unwrap();
         (envelope.id.to_string(), queue)
@@ -93,7 +93,7 @@ async fn thumbnails_run_side_by_side_while_a_heavy_render_runs() {
     let model = stack
         .upload(
             "models/bearing.glb",
-            &render_runtime::testmodels::bearing_glb(0.15),
+            &lightbox_testmodels::bearing_glb(0.15),
         )
         .await;
     let _light = stack.render_worker("render.light", &[]).await;
@@ -170,7 +170,7 @@ async fn a_turntable_writes_frames_and_an_animation_and_reports_progress() {
     let model = stack
         .upload(
             "models/bearing.glb",
-            &render_runtime::testmodels::bearing_glb(0.05),
+            &lightbox_testmodels::bearing_glb(0.05),
         )
         .await;
     let _heavy = stack.render_worker("render.heavy", &[]).await;
@@ -201,11 +201,11 @@ async fn a_step_model_with_a_cached_glb_renders_without_tessellating() {
     let stack = stack().await;
     let step = b"ISO-10303-21;\nHEADER;\nENDSEC;\nDATA;\nENDSEC;\nEND-ISO-10303-21;\n".to_vec();
     let model = stack.upload("models/part.step", &step).await;
-    let cached = shared::cache::tessellation_key(&step, &TessellationParams::default());
+    let cached = lightbox_runtime::cache::tessellation_key(&step, &TessellationParams::default());
     stack
         .upload(
             cached.as_str(),
-            &render_runtime::testmodels::bearing_glb(0.05),
+            &lightbox_testmodels::bearing_glb(0.05),
         )
         .await;
     let _light = stack.render_worker("render.light", &[]).await;
@@ -306,11 +306,11 @@ async fn a_step_model_without_cache_is_tessellated_by_a_continuation_that_holds_
     );
 
     let mut store_config = stack.s3.store_config();
-    store_config.allowed_prefixes = shared::store::StoreConfig::default().allowed_prefixes;
+    store_config.allowed_prefixes = lightbox_runtime::store::StoreConfig::default().allowed_prefixes;
     let tessellator = Worker::start(
         worker_config(&stack.nats, store_config, "tessellate", 1),
         FakeTessellate {
-            glb: render_runtime::testmodels::bearing_glb(0.05),
+            glb: lightbox_testmodels::bearing_glb(0.05),
         },
     )
     .await
@@ -341,7 +341,7 @@ async fn cancelling_a_running_render_stops_it_and_leaves_no_outputs() {
     let model = stack
         .upload(
             "models/bearing.glb",
-            &render_runtime::testmodels::bearing_glb(0.15),
+            &lightbox_testmodels::bearing_glb(0.15),
         )
         .await;
     let _heavy = stack.render_worker("render.heavy", &[]).await;
@@ -383,7 +383,7 @@ async fn a_render_past_its_deadline_is_stopped_failed_and_writes_nothing() {
     let model = stack
         .upload(
             "models/bearing.glb",
-            &render_runtime::testmodels::bearing_glb(0.15),
+            &lightbox_testmodels::bearing_glb(0.15),
         )
         .await;
     let heavy = stack.render_worker("render.heavy", &[]).await;
@@ -436,7 +436,7 @@ async fn a_render_past_its_deadline_is_stopped_failed_and_writes_nothing() {
 
 /// A GLB whose first triangle index points far outside its vertices.
 fn glb_with_out_of_range_index() -> Vec<u8> {
-    let glb = render_runtime::testmodels::bearing_glb(0.05);
+    let glb = lightbox_testmodels::bearing_glb(0.05);
     let (json, mut bin) = hostile::split_glb(&glb).unwrap();
     let accessor = json["meshes"][0]["primitives"][0]["indices"]
         .as_u64()
@@ -454,7 +454,7 @@ fn glb_with_out_of_range_index() -> Vec<u8> {
 #[tokio::test]
 async fn broken_models_and_requests_over_limits_fail_cleanly_and_write_nothing() {
     let stack = stack().await;
-    let glb = render_runtime::testmodels::bearing_glb(0.05);
+    let glb = lightbox_testmodels::bearing_glb(0.05);
     let truncated = stack
         .upload("models/truncated.glb", &glb[..glb.len() / 3])
         .await;
@@ -561,7 +561,7 @@ async fn a_step_bearing_renders_through_the_real_tessellate_function() {
         events.iter().any(|e| e.state == JobState::Waiting),
         "the render waited for the tessellation"
     );
-    let cached = shared::cache::tessellation_key(&step, &TessellationParams::default());
+    let cached = lightbox_runtime::cache::tessellation_key(&step, &TessellationParams::default());
     assert!(
         stack.store.exists(&cached).await.unwrap(),
         "the GLB is cached for the next render"
@@ -573,7 +573,7 @@ async fn a_usd_master_is_rendered_directly_with_no_tessellation() {
     let stack = stack().await;
     let step = b"ISO-10303-21;\nDATA;\nENDSEC;\nEND-ISO-10303-21;\n".to_vec();
     let model = stack.upload("models/product.step", &step).await;
-    let usdz = render_runtime::export_usdz(&render_runtime::testmodels::bearing_scene(0.05));
+    let usdz = render_runtime::export_usdz(&lightbox_testmodels::bearing_scene(0.05));
     let master = stack.upload("models/product.usdz", &usdz).await;
     let _light = stack.render_worker("render.light", &[]).await;
     let mut with_master = request(
@@ -598,11 +598,11 @@ async fn a_usd_master_is_rendered_directly_with_no_tessellation() {
         0,
         "no tessellation was requested"
     );
-    let cached = shared::cache::tessellation_key(&step, &TessellationParams::default());
+    let cached = lightbox_runtime::cache::tessellation_key(&step, &TessellationParams::default());
     assert!(!stack.store.exists(&cached).await.unwrap());
 
     // A USD model renders exactly like a GLB one.
-    let usda = render_runtime::export_usda(&render_runtime::testmodels::bearing_scene(0.05));
+    let usda = render_runtime::export_usda(&lightbox_testmodels::bearing_scene(0.05));
     let usd_model = stack.upload("models/bearing.usda", usda.as_bytes()).await;
     let (id, _) = stack
         .submit(request(
@@ -634,7 +634,7 @@ async fn a_job_can_choose_the_cycles_engine_and_reuses_its_warm_worker() {
     let model = stack
         .upload(
             "models/bearing.glb",
-            &render_runtime::testmodels::bearing_glb(0.05),
+            &lightbox_testmodels::bearing_glb(0.05),
         )
         .await;
     let python = blender_python();

@@ -6,11 +6,11 @@ use bytes::Bytes;
 use futures::StreamExt;
 use lightbox_tests::{local_store, worker_config, NatsServer, TempDir};
 use serde::Deserialize;
-use shared::client::{Client, SubmitError};
-use shared::events::JobState;
-use shared::job::{Envelope, Function};
-use shared::worker::{Handler, Job, Outcome, Worker};
-use shared::JobError;
+use lightbox_runtime::client::{Client, SubmitError};
+use lightbox_runtime::events::JobState;
+use lightbox_runtime::job::{Envelope, Function};
+use lightbox_runtime::worker::{Handler, Job, Outcome, Worker};
+use lightbox_runtime::JobError;
 
 /// A request for the test handler: sleep, then succeed, fail or panic as asked.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
@@ -359,7 +359,7 @@ async fn progress_events_flow_and_trace_context_is_continued() {
         sleep_ms: 600,
         ..Default::default()
     });
-    let trace = shared::telemetry::TraceParent::parse(
+    let trace = lightbox_runtime::telemetry::TraceParent::parse(
         "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
     )
     .unwrap();
@@ -550,7 +550,7 @@ async fn a_full_queue_refuses_new_jobs_with_a_clear_error() {
     // No worker runs: fill the convert subject to its per-subject limit from infra/nats.
     let limit = {
         let config: serde_json::Value =
-            serde_json::from_str(shared::infra::JOBS_STREAM_JSON).unwrap();
+            serde_json::from_str(lightbox_runtime::infra::JOBS_STREAM_JSON).unwrap();
         config["max_msgs_per_subject"].as_u64().unwrap()
     };
     let mut acks = Vec::new();

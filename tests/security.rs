@@ -5,14 +5,14 @@ use lightbox_tests::{
     function_binary, function_env, local_store, noisy_png, wait_consuming, workspace_root,
     FunctionProcess, NatsServer, SeaweedS3, TempDir,
 };
-use shared::client::Client;
-use shared::config::NatsConfig;
-use shared::events::JobState;
-use shared::infra::{self, Overrides, QUEUES};
-use shared::job::{Envelope, Function};
-use shared::requests::{ConvertRequest, ImageFormat};
-use shared::worker::Worker;
-use shared::{ObjectKey, Store};
+use lightbox_runtime::client::Client;
+use lightbox_runtime::config::NatsConfig;
+use lightbox_runtime::events::JobState;
+use lightbox_runtime::infra::{self, Overrides, QUEUES};
+use lightbox_runtime::job::{Envelope, Function};
+use lightbox_runtime::requests::{ConvertRequest, ImageFormat};
+use lightbox_runtime::worker::Worker;
+use lightbox_runtime::{ObjectKey, Store};
 
 const PASSWORDS: [(&str, &str); 5] = [
     ("admin", "admin-pw-3f9a"),

@@ -9,8 +9,8 @@ use futures::StreamExt;
 use lightbox_tests::{NatsServer, SeaweedS3, TempDir};
 use object_store::path::Path;
 use object_store::ObjectStore;
-use shared::client::Client;
-use shared::{ObjectKey, Store};
+use lightbox_runtime::client::Client;
+use lightbox_runtime::{ObjectKey, Store};
 
 pub struct Stack {
     pub nats: NatsServer,

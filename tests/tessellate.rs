@@ -3,10 +3,10 @@ use std::time::Duration;
 
 use lightbox_tessellate::samples::{self, Sample};
 use lightbox_tests::{function_binary, function_env, wait_consuming, FunctionProcess};
-use shared::events::{JobEvent, JobState};
-use shared::job::{Envelope, Function};
-use shared::requests::TessellateRequest;
-use shared::ObjectKey;
+use lightbox_runtime::events::{JobEvent, JobState};
+use lightbox_runtime::job::{Envelope, Function};
+use lightbox_runtime::requests::TessellateRequest;
+use lightbox_runtime::ObjectKey;
 
 impl Stack {
     fn worker(&self, label: &str, extra: &[(&str, &str)]) -> FunctionProcess {

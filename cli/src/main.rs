@@ -15,12 +15,13 @@ use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use lightbox_convert::{convert_bytes, ConvertParams, Limits};
 use sha2::{Digest, Sha256};
-use shared::client::Client;
-use shared::config::NatsConfig;
-use shared::events::{JobEvent, JobState};
-use shared::job::{Envelope, Function, ENVELOPE_VERSION};
-use shared::requests::{ConvertRequest, ImageFormat, Size};
-use shared::{ObjectKey, Store, StoreConfig};
+use lightbox_runtime::client::Client;
+use lightbox_runtime::config::NatsConfig;
+use lightbox_runtime::events::{JobEvent, JobState};
+use lightbox_runtime::job::{Envelope, Function, ENVELOPE_VERSION};
+use lightbox_runtime::requests::{ConvertRequest, ImageFormat, RenderRequest, Size};
+use lightbox_runtime::Queue;
+use lightbox_runtime::{ObjectKey, Store, StoreConfig};
 
 #[derive(Parser)]
 #[command(
@@ -179,7 +180,10 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         } => {
             let client = connect().await?;
             let envelope = envelope_from_text(function, &job)?;
-            let queue = queue.unwrap_or_else(|| default_queue(function, &envelope.request));
+            let queue = match queue {
+                Some(queue) => queue,
+                None => default_queue(function, &envelope.request)?,
+            };
             let id = client.submit(&queue, &envelope).await?;
             println!("{id}");
             if watch {
@@ -362,26 +366,17 @@ fn envelope_from_text(function: Function, text: &str) -> anyhow::Result<Envelope
     Ok(Envelope::new(function, value))
 }
 
-/// The queue a function's jobs go to.
-fn default_queue(function: Function, request: &serde_json::Value) -> String {
-    match function {
-        Function::Convert => "convert".into(),
-        Function::Tessellate => "tessellate".into(),
+/// The queue a function's jobs go to; renders by the routing rule ([`Queue::for_render`]).
+fn default_queue(function: Function, request: &serde_json::Value) -> anyhow::Result<String> {
+    Ok(match function {
+        Function::Convert => Queue::Convert.to_string(),
+        Function::Tessellate => Queue::Tessellate.to_string(),
         Function::Render => {
-            let width = request
-                .pointer("/outputs/0/size/width")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0);
-            let height = request
-                .pointer("/outputs/0/size/height")
-                .and_then(|v| v.as_u64())
-                .unwrap_or(0);
-            let turntable = request
-                .pointer("/outputs/0/turntable")
-                .is_some_and(|v| !v.is_null());
-            shared::client::render_queue(width.max(height) as u32, turntable).into()
+            let request: RenderRequest = serde_json::from_value(request.clone())
+                .context("invalid render request")?;
+            request.queue().to_string()
         }
-    }
+    })
 }
 
 /// Follows a job to its end with a progress bar. Exit code 0 only if it succeeded.
@@ -497,15 +492,15 @@ async fn render_remote(args: &render_cmd::RenderArgs) -> anyhow::Result<std::pro
     let serde_json::Value::Object(spec) = serde_json::to_value(&spec)? else {
         bail!("spec is not an object")
     };
-    let request = shared::requests::RenderRequest {
+    let request = lightbox_runtime::requests::RenderRequest {
         model,
         usd_master: None,
-        outputs: vec![shared::requests::RenderOutputRequest { output: None, spec }],
+        outputs: vec![lightbox_runtime::requests::RenderOutputRequest { output: None, spec }],
         engine: Some(args.engine.clone()),
         tessellation: None,
         tessellated_by: None,
     };
-    let queue = request.queue();
+    let queue = request.queue().as_str();
     let envelope = Envelope::new(Function::Render, request);
     let id = client.submit(queue, &envelope).await?;
     eprintln!("submitted job {id} to {queue}");

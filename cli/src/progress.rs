@@ -2,7 +2,7 @@
 
 use std::io::{IsTerminal, Write};
 
-use shared::events::{JobEvent, JobState};
+use lightbox_runtime::events::{JobEvent, JobState};
 
 pub struct Bar {
     job_id: String,

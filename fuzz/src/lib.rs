@@ -8,9 +8,9 @@
 use std::path::Path;
 
 use lightbox_convert::{ConvertParams, Limits};
-use render_runtime::ImportLimits;
-use shared::job::{parse_envelope, parse_request, Continuation, Envelope, Function};
-use shared::requests::{ConvertRequest, ImageFormat, RenderRequest, Size, TessellateRequest};
+use lightbox_scene::ImportLimits;
+use lightbox_runtime::job::{parse_envelope, parse_request, Continuation, Envelope, Function};
+use lightbox_runtime::requests::{ConvertRequest, ImageFormat, RenderRequest, Size, TessellateRequest};
 
 pub mod seeds;
 
@@ -115,28 +115,28 @@ pub fn with_caught_panics_allowed<R>(run: impl FnOnce() -> R) -> R {
 
 /// `glb_import`: the importer, then what the convert function does with an imported scene.
 pub fn glb_import(data: &[u8]) {
-    if let Ok(scene) = render_runtime::import_gltf_with_limits(data, &import_limits()) {
+    if let Ok(scene) = lightbox_scene::import_gltf_with_limits(data, &import_limits()) {
         exercise_scene(&scene);
     }
 }
 
 /// `usd_import`: the USD importer (usda, usdc, usdz sniffed from the content).
-pub fn usd_import(data: &[u8]) -> Result<(), render_runtime::UsdImportError> {
-    let scene = render_runtime::import_usd_with_limits(data, &import_limits())?;
+pub fn usd_import(data: &[u8]) -> Result<(), lightbox_scene::UsdImportError> {
+    let scene = lightbox_scene::import_usd_with_limits(data, &import_limits())?;
     exercise_scene(&scene);
     Ok(())
 }
 
 /// A scene that imported is counted and written out again, as the convert function does for
 /// GLB ⇄ USD jobs.
-fn exercise_scene(scene: &render_runtime::Scene) {
+fn exercise_scene(scene: &lightbox_scene::Scene) {
     let _ = scene.instanced_triangle_count();
     let _ = scene.bounds();
-    let _ = render_runtime::scene::export::export_glb(scene);
-    let _ = render_runtime::export_usda(scene);
+    let _ = lightbox_scene::export::export_glb(scene);
+    let _ = lightbox_scene::export_usda(scene);
 }
 
-/// `job_parsing`: what a worker does with a message payload (`shared::worker::process` and
+/// `job_parsing`: what a worker does with a message payload (`lightbox_runtime::worker::process` and
 /// `run_job`): parse the envelope, or dig an id out of a malformed one for the failure report;
 /// report under a subject token; type the request for each function; check render specs the
 /// way the render handler does; and re-serialise the continuation it would publish.
@@ -170,17 +170,17 @@ pub fn job_payload(data: &[u8]) {
                 .unwrap_or_else(|| "seq-0".to_owned())
         }
     };
-    let event = shared::events::JobEvent::new(
+    let event = lightbox_runtime::events::JobEvent::new(
         job_id.as_str(),
         "convert",
-        shared::events::JobState::Failed,
+        lightbox_runtime::events::JobState::Failed,
         1,
         "fuzz",
     );
     let _ = event.subject();
     let _ = serde_json::to_vec(&event).expect("events serialise");
     // The worker also reads a `traceparent` header; fuzz it with the same bytes.
-    let _ = shared::telemetry::TraceParent::parse(&String::from_utf8_lossy(data));
+    let _ = lightbox_runtime::telemetry::TraceParent::parse(&String::from_utf8_lossy(data));
 }
 
 fn continuation(then: &Continuation) {

@@ -7,20 +7,20 @@ use std::path::Path;
 use base64::Engine as _;
 use lightbox_convert::samples::{png_with_claimed_size, test_card_png};
 use lightbox_convert::{convert_bytes, ConvertParams, Limits};
-use render_runtime::scene::export::export_glb;
-use render_runtime::scene::usd_write::{export_usda_with, export_usdz_with};
-use render_runtime::scene::Material;
-use render_runtime::testmodels::hostile::{split_glb, textured_glb};
-use render_runtime::{
+use lightbox_scene::export::export_glb;
+use lightbox_scene::usd_write::{export_usda_with, export_usdz_with};
+use lightbox_scene::Material;
+use lightbox_testmodels::hostile::{split_glb, textured_glb};
+use lightbox_scene::{
     testmodels, RenderSpec, Scene, TurntableSpec, UsdInstancing, UsdWriteOptions,
 };
 use serde_json::{json, Value};
-use shared::job::{Continuation, Envelope, Function};
-use shared::requests::{
+use lightbox_runtime::job::{Continuation, Envelope, Function};
+use lightbox_runtime::requests::{
     ConvertRequest, ImageFormat, RenderOutputRequest, RenderRequest, Size, TessellateRequest,
     TessellationParams,
 };
-use shared::ObjectKey;
+use lightbox_runtime::ObjectKey;
 
 use crate::image_control;
 

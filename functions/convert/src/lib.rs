@@ -4,7 +4,7 @@
 //!
 //! ```
 //! use lightbox_convert::{convert_bytes, ConvertParams, Limits};
-//! use shared::requests::ImageFormat;
+//! use lightbox_runtime::requests::ImageFormat;
 //!
 //! let mut png = Vec::new();
 //! image::RgbImage::new(4, 4).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
@@ -22,10 +22,10 @@ use bytes::Bytes;
 use image::{DynamicImage, ImageDecoder, ImageReader};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use shared::config::env_parse;
-use shared::requests::{ConvertRequest, ImageFormat, Size};
-use shared::worker::{Handler, Job, Outcome};
-use shared::{Function, JobError, ObjectKey};
+use lightbox_runtime::config::env_parse;
+use lightbox_runtime::requests::{ConvertRequest, ImageFormat, Size};
+use lightbox_runtime::worker::{Handler, Job, Outcome};
+use lightbox_runtime::{Function, JobError, ObjectKey};
 
 /// Input limits: larger inputs are refused before decoding (decompression bombs included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,7 +360,7 @@ pub fn model_format(format: ImageFormat) -> Option<model::ModelFormat> {
 
 /// GLB ⇄ USD: import the model (instancing kept), write the requested format.
 async fn convert_model_job(
-    ctx: &shared::worker::JobContext,
+    ctx: &lightbox_runtime::worker::JobContext,
     request: &ConvertRequest,
     input: Bytes,
     fetch_ms: f64,
@@ -371,7 +371,7 @@ async fn convert_model_job(
         model::convert_model(
             &input_for_worker,
             format,
-            &render_runtime::ImportLimits::default(),
+            &lightbox_scene::ImportLimits::default(),
         )
     })
     .await
@@ -601,11 +601,11 @@ mod tests {
 
     #[test]
     fn model_errors_name_their_cause() {
-        let glb = render_runtime::testmodels::bearing_glb(0.02);
+        let glb = lightbox_testmodels::bearing_glb(0.02);
         let err = model::convert_model(
             &glb[..glb.len() / 2],
             model::ModelFormat::Usdz,
-            &render_runtime::ImportLimits::default(),
+            &lightbox_scene::ImportLimits::default(),
         )
         .unwrap_err();
         let message = with_sources(&err);

@@ -4,8 +4,8 @@ use lightbox_convert::{ConvertHandler, Limits};
 
 fn main() -> anyhow::Result<()> {
     // Started as the isolated USD reader (GLB ⇄ USD conversions): import stdin and exit.
-    render_runtime::scene::usd_isolate::serve_child_if_requested();
-    tokio::runtime::Runtime::new()?.block_on(shared::worker::run(ConvertHandler {
+    lightbox_scene::usd_isolate::serve_child_if_requested();
+    tokio::runtime::Runtime::new()?.block_on(lightbox_runtime::worker::run(ConvertHandler {
         limits: Limits::from_env(),
     }))
 }

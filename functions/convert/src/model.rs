@@ -1,12 +1,12 @@
 //! Model conversion, GLB ⇄ USD: the pure core that the convert handler and `lightbox convert`
-//! run for 3D inputs. Reading and writing live in `render-runtime`'s scene I/O (USD is written by
+//! run for 3D inputs. Reading and writing live in the scene crate (`lightbox-scene`) (USD is written by
 //! its own writer, which Pixar's USD opens and validates).
 //!
 //! ```
 //! use lightbox_convert::model::{convert_model, ModelFormat};
-//! use render_runtime::{testmodels, ImportLimits};
+//! use lightbox_scene::ImportLimits;
 //!
-//! let glb = testmodels::bearing_glb(0.02);
+//! let glb = lightbox_testmodels::bearing_glb(0.02);
 //! let usdz = convert_model(&glb, ModelFormat::Usdz, &ImportLimits::default()).unwrap();
 //! assert_eq!(&usdz.bytes[..4], b"PK\x03\x04");
 //! let back = convert_model(&usdz.bytes, ModelFormat::Glb, &ImportLimits::default()).unwrap();
@@ -16,9 +16,9 @@
 
 use std::time::{Duration, Instant};
 
-use render_runtime::scene::export::export_glb;
-use render_runtime::scene::usd_write::{export_usda_with, export_usdz_with, UsdWriteOptions};
-use render_runtime::{
+use lightbox_scene::export::export_glb;
+use lightbox_scene::usd_write::{export_usda_with, export_usdz_with, UsdWriteOptions};
+use lightbox_scene::{
     import_gltf_with_limits, ImportError, ImportLimits, Scene, UsdEncoding, UsdImportError,
 };
 
@@ -117,7 +117,7 @@ pub fn import_model(
         ModelFormat::Glb => import_gltf_with_limits(bytes, limits)?,
         ModelFormat::Usda | ModelFormat::Usdc | ModelFormat::Usdz => {
             // In a child process where the binary serves one (the convert worker does).
-            render_runtime::scene::usd_isolate::import_usd(bytes, limits)?
+            lightbox_scene::usd_isolate::import_usd(bytes, limits)?
         }
     };
     Ok((scene, input))
@@ -164,7 +164,7 @@ pub fn convert_model(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use render_runtime::testmodels;
+    use lightbox_testmodels as testmodels;
 
     #[test]
     fn glb_to_usda_to_glb_keeps_the_model() {

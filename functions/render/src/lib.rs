@@ -8,7 +8,7 @@
 //! use lightbox_render::{render_model, ModelKind, RenderLimits};
 //! use render_runtime::{NoHooks, RenderSpec};
 //!
-//! let glb = render_runtime::testmodels::bearing_glb(0.05);
+//! let glb = lightbox_testmodels::bearing_glb(0.05);
 //! let spec = RenderSpec { width: 64, height: 64, samples: Some(4), ..RenderSpec::default() };
 //! let rendered = render_model(&glb, ModelKind::Glb, &[spec], &RenderLimits::default(), &NoHooks).unwrap();
 //! assert_eq!(rendered.outputs.len(), 1);
@@ -22,11 +22,11 @@ use bytes::Bytes;
 use render_runtime::{ImportLimits, PreparedScene, RenderHooks, RenderOutput, RenderSpec};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
-use shared::config::env_parse;
-use shared::job::{Continuation, Envelope};
-use shared::requests::{RenderOutputRequest, RenderRequest, TessellationParams};
-use shared::worker::{Handler, Job, JobContext, Outcome};
-use shared::{Function, JobError, ObjectKey};
+use lightbox_runtime::config::env_parse;
+use lightbox_runtime::job::{Continuation, Envelope};
+use lightbox_runtime::requests::{RenderOutputRequest, RenderRequest, TessellationParams};
+use lightbox_runtime::worker::{Handler, Job, JobContext, Outcome};
+use lightbox_runtime::{Function, JobError, ObjectKey};
 use tracing::info;
 
 /// Per-queue limits: a request over one fails permanently with a message naming the limit.
@@ -379,7 +379,7 @@ impl RenderHandler {
     pub fn new(limits: RenderLimits) -> Self {
         Self {
             limits,
-            default_engine: shared::config::env_or("LIGHTBOX_RENDER_ENGINE", "native"),
+            default_engine: lightbox_runtime::config::env_or("LIGHTBOX_RENDER_ENGINE", "native"),
             cycles: Arc::new(Mutex::new(None)),
         }
     }
@@ -643,7 +643,7 @@ async fn resolve_source(
         ModelKind::Step => {
             let step = ctx.store.get(&request.model, None).await?;
             let params = request.tessellation.unwrap_or_default();
-            let cached = shared::cache::tessellation_key(&step, &params);
+            let cached = lightbox_runtime::cache::tessellation_key(&step, &params);
             if ctx.store.exists(&cached).await? {
                 let source = if request.tessellated_by.is_some() {
                     SourcePath::Tessellated
@@ -769,7 +769,7 @@ mod tests {
 
     #[test]
     fn renders_a_small_bearing_and_refuses_broken_models() {
-        let glb = render_runtime::testmodels::bearing_glb(0.05);
+        let glb = lightbox_testmodels::bearing_glb(0.05);
         let mut small = spec(32, 32);
         small.samples = Some(2);
         let rendered = render_model(
@@ -796,7 +796,7 @@ mod tests {
 
     #[test]
     fn a_model_over_the_memory_budget_fails_naming_the_setting() {
-        let glb = render_runtime::testmodels::hostile::cube_claiming_triangles(2_000_000);
+        let glb = lightbox_testmodels::hostile::cube_claiming_triangles(2_000_000);
         let mut limits = RenderLimits::default();
         limits.import.memory_budget = 64 << 20;
         let err = render_model(

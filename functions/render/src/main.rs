@@ -6,7 +6,7 @@ fn main() -> anyhow::Result<()> {
     // Started as the isolated USD reader: import stdin, write the scene and exit.
     render_runtime::scene::usd_isolate::serve_child_if_requested();
     tokio::runtime::Runtime::new()?.block_on(async {
-        let queue = shared::config::env_or("LIGHTBOX_QUEUE", "render.light");
-        shared::worker::run(RenderHandler::new(RenderLimits::from_env(&queue))).await
+        let queue = lightbox_runtime::config::env_or("LIGHTBOX_QUEUE", "render.light");
+        lightbox_runtime::worker::run(RenderHandler::new(RenderLimits::from_env(&queue))).await
     })
 }

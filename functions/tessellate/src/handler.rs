@@ -15,10 +15,10 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
 use serde::Deserialize;
-use shared::config::{env_bool, env_parse};
-use shared::requests::TessellateRequest;
-use shared::worker::{Handler, Job, JobContext, Outcome};
-use shared::{Function, JobError, ObjectKey};
+use lightbox_runtime::config::{env_bool, env_parse};
+use lightbox_runtime::requests::TessellateRequest;
+use lightbox_runtime::worker::{Handler, Job, JobContext, Outcome};
+use lightbox_runtime::{Function, JobError, ObjectKey};
 use tracing::{info, warn};
 
 use crate::{cache_key, glb, tessellate_bytes, Isolation, Stats, TessellateParams};

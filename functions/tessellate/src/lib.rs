@@ -31,15 +31,15 @@ use std::path::Path;
 use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
-use shared::requests::{TessellateRequest, TessellationParams};
-use shared::ObjectKey;
+use lightbox_runtime::requests::{TessellateRequest, TessellationParams};
+use lightbox_runtime::ObjectKey;
 
 pub use handler::{Limits, TessellateHandler};
 pub use isolate::{run_isolated, serve_child_if_requested, Isolation};
 
-/// Part of every cache key (`shared::cache::TESSELLATOR_VERSION`): bump it there whenever the GLB
+/// Part of every cache key (`lightbox_runtime::cache::TESSELLATOR_VERSION`): bump it there whenever the GLB
 /// for the same input would change.
-pub use shared::cache::TESSELLATOR_VERSION;
+pub use lightbox_runtime::cache::TESSELLATOR_VERSION;
 
 /// The default linear deflection, as a fraction of the model's bounding-box diagonal.
 pub const DEFAULT_RELATIVE_DEFLECTION: f64 = 0.001;
@@ -129,12 +129,12 @@ impl TessellateError {
     }
 }
 
-impl From<TessellateError> for shared::JobError {
+impl From<TessellateError> for lightbox_runtime::JobError {
     fn from(err: TessellateError) -> Self {
         match err {
-            TessellateError::Cancelled => shared::JobError::Cancelled,
-            err if err.is_retryable() => shared::JobError::retryable(err.to_string()),
-            err => shared::JobError::permanent(err.to_string()),
+            TessellateError::Cancelled => lightbox_runtime::JobError::Cancelled,
+            err if err.is_retryable() => lightbox_runtime::JobError::retryable(err.to_string()),
+            err => lightbox_runtime::JobError::permanent(err.to_string()),
         }
     }
 }
@@ -260,10 +260,10 @@ fn last_entity_id(body: &[u8]) -> Option<u64> {
 }
 
 /// The content-derived cache key, `cache/tessellate/<sha256>.glb`: sha256 of the STEP bytes, the
-/// parameters and the tessellator version. It is `shared::cache::tessellation_key`, so other
+/// parameters and the tessellator version. It is `lightbox_runtime::cache::tessellation_key`, so other
 /// functions (render) find the GLB without asking for a tessellation.
 pub fn cache_key(step: &[u8], params: &TessellateParams) -> ObjectKey {
-    shared::cache::tessellation_key(
+    lightbox_runtime::cache::tessellation_key(
         step,
         &TessellationParams {
             linear_deflection: params.linear_deflection,

@@ -4,5 +4,5 @@
 fn main() -> anyhow::Result<()> {
     lightbox_tessellate::serve_child_if_requested();
     let handler = lightbox_tessellate::TessellateHandler::from_env()?;
-    tokio::runtime::Runtime::new()?.block_on(shared::worker::run(handler))
+    tokio::runtime::Runtime::new()?.block_on(lightbox_runtime::worker::run(handler))
 }

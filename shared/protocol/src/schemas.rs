@@ -1,0 +1,58 @@
+//! JSON Schemas generated from the wire types, committed in `infra/schemas/` for publishers in
+//! other languages. A test fails when the committed files drift from the types; run
+//! `LIGHTBOX_UPDATE_SCHEMAS=1 cargo test -p lightbox-protocol schemas` to regenerate them.
+
+use crate::events::JobEvent;
+use crate::job::Envelope;
+use crate::requests::{ConvertRequest, RenderRequest, TessellateRequest};
+
+/// Every committed schema: file name and content.
+pub fn all() -> Vec<(&'static str, serde_json::Value)> {
+    vec![
+        (
+            "envelope.schema.json",
+            serde_json::to_value(schemars::schema_for!(Envelope)).expect("schema"),
+        ),
+        (
+            "convert.job.schema.json",
+            serde_json::to_value(schemars::schema_for!(Envelope<ConvertRequest>)).expect("schema"),
+        ),
+        (
+            "render.job.schema.json",
+            serde_json::to_value(schemars::schema_for!(Envelope<RenderRequest>)).expect("schema"),
+        ),
+        (
+            "tessellate.job.schema.json",
+            serde_json::to_value(schemars::schema_for!(Envelope<TessellateRequest>))
+                .expect("schema"),
+        ),
+        (
+            "job-event.schema.json",
+            serde_json::to_value(schemars::schema_for!(JobEvent)).expect("schema"),
+        ),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    #[test]
+    fn committed_schemas_match_the_types() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../infra/schemas");
+        let update = std::env::var("LIGHTBOX_UPDATE_SCHEMAS").is_ok();
+        for (name, schema) in super::all() {
+            let text = serde_json::to_string_pretty(&schema).unwrap() + "\n";
+            let path = dir.join(name);
+            if update {
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(&path, &text).unwrap();
+            }
+            let committed = std::fs::read_to_string(&path).unwrap_or_default();
+            assert_eq!(
+                committed, text,
+                "{name} is out of date: run LIGHTBOX_UPDATE_SCHEMAS=1 cargo test -p lightbox-protocol schemas"
+            );
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The publisher side: submit jobs (with dedupe ids and trace context), route renders, read a
+//! job's state, follow its events, cancel it, and inspect queues and dead letters.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer, context::PublishErrorKind};
+use async_nats::HeaderMap;
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+use serde::Serialize;
+
+use crate::config::NatsConfig;
+use crate::events::{JobEvent, JobState, Reporter};
+use crate::infra::{self, consumer_name, Infra, Overrides, DLQ_STREAM, EVENTS_STREAM, QUEUES};
+use crate::job::{Envelope, JobId};
+use crate::telemetry::TraceParent;
+use crate::worker::{
+    CANCEL_SUBJECT_PREFIX, DLQ_HEADER_ATTEMPTS, DLQ_HEADER_ERROR, DLQ_HEADER_JOB, DLQ_HEADER_QUEUE,
+    DLQ_HEADER_WORKER,
+};
+
+/// Why a submission was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum SubmitError {
+    /// The queue hit its message, byte or per-subject limit (discard-new): back off and retry.
+    #[error("queue {subject} is full ({detail}); try again later")]
+    QueueFull { subject: String, detail: String },
+    #[error("could not publish to {subject}: {source}")]
+    Publish {
+        subject: String,
+        #[source]
+        source: anyhow::Error,
+    },
+}
+
+/// One queue's depth as an operator sees it.
+#[derive(Debug, Clone, Serialize)]
+pub struct QueueInfo {
+    pub queue: String,
+    pub consumer: String,
+    /// Waiting to be delivered.
+    pub pending: u64,
+    /// Delivered and not yet acknowledged (running).
+    pub in_flight: usize,
+    /// Pull requests waiting at the server (idle worker slots).
+    pub waiting_pulls: usize,
+    pub redelivered: usize,
+}
+
+/// One dead letter.
+#[derive(Debug, Clone, Serialize)]
+pub struct DeadLetterInfo {
+    /// Sequence in the `DLQ` stream (what `dlq replay` takes).
+    pub seq: u64,
+    pub subject: String,
+    pub job_id: String,
+    pub queue: String,
+    pub error: String,
+    pub attempts: String,
+    pub worker: String,
+}
+
+/// A connected publisher.
+#[derive(Clone)]
+pub struct Client {
+    pub nats: async_nats::Client,
+    pub js: jetstream::Context,
+    pub infra: Infra,
+}
+
+impl Client {
+    /// Connects and makes sure the streams and KV bucket exist.
+    pub async fn connect(config: &NatsConfig) -> anyhow::Result<Self> {
+        let nats = config.connect("lightbox-client").await?;
+        Self::from_nats(nats, &config.overrides()).await
+    }
+
+    /// Wraps a connected client; creates or binds the streams and bucket as `overrides` says.
+    pub async fn from_nats(
+        nats: async_nats::Client,
+        overrides: &Overrides,
+    ) -> anyhow::Result<Self> {
+        let js = jetstream::new(nats.clone());
+        let infra = infra::ensure(&js, overrides).await?;
+        Ok(Self { nats, js, infra })
+    }
+
+    fn reporter(&self) -> Reporter {
+        Reporter {
+            js: self.js.clone(),
+            kv: self.infra.kv.clone(),
+        }
+    }
+
+    /// Publishes a job to a queue subject and records it as `queued`. The job id is the
+    /// `Nats-Msg-Id`, so publishing the same envelope twice inside the dedupe window runs it once.
+    pub async fn submit<R: Serialize>(
+        &self,
+        subject: &str,
+        envelope: &Envelope<R>,
+    ) -> Result<JobId, SubmitError> {
+        self.submit_raw(
+            subject,
+            &envelope.id.to_string(),
+            Bytes::from(envelope.to_json()),
+            None,
+        )
+        .await?;
+        Ok(envelope.id)
+    }
+
+    /// Publishes raw bytes (for replays and tests) with a dedupe id and optional trace context.
+    pub async fn submit_raw(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        payload: Bytes,
+        trace: Option<&TraceParent>,
+    ) -> Result<(), SubmitError> {
+        let mut headers = HeaderMap::new();
+        headers.insert("Nats-Msg-Id", msg_id);
+        let trace = trace.cloned().unwrap_or_else(TraceParent::new_root);
+        headers.insert("traceparent", trace.header().as_str());
+        let ack = self
+            .js
+            .publish_with_headers(subject.to_owned(), headers, payload.clone())
+            .await
+            .map_err(|err| SubmitError::Publish {
+                subject: subject.into(),
+                source: err.into(),
+            })?
+            .await;
+        match ack {
+            Ok(_) => {}
+            Err(err) => {
+                let text = err.to_string();
+                let lowered = text.to_ascii_lowercase();
+                let full = lowered.contains("maximum")
+                    || lowered.contains("exceeded")
+                    || lowered.contains("limit");
+                return Err(if full && err.kind() != PublishErrorKind::TimedOut {
+                    SubmitError::QueueFull {
+                        subject: subject.into(),
+                        detail: text,
+                    }
+                } else {
+                    SubmitError::Publish {
+                        subject: subject.into(),
+                        source: err.into(),
+                    }
+                });
+            }
+        }
+        // Record `queued` only if no worker has reported yet (create fails if the key exists).
+        if let Ok(envelope) = crate::job::parse_envelope(&payload) {
+            let event = JobEvent::new(
+                envelope.id.to_string(),
+                envelope.function.as_str(),
+                JobState::Queued,
+                0,
+                "publisher",
+            );
+            if let Ok(bytes) = serde_json::to_vec(&event) {
+                let _ = self
+                    .infra
+                    .kv
+                    .create(crate::events::subject_token(&event.job_id), bytes.into())
+                    .await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The latest state of a job, from the KV bucket.
+    pub async fn status(&self, job_id: &str) -> anyhow::Result<Option<JobEvent>> {
+        self.reporter().status(job_id).await
+    }
+
+    /// Every event of a job so far and then as they happen (an ordered consumer on `EVENTS`).
+    pub async fn watch(
+        &self,
+        job_id: &str,
+    ) -> anyhow::Result<impl Stream<Item = anyhow::Result<JobEvent>>> {
+        let stream = self.js.get_stream(EVENTS_STREAM).await?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: format!("events.job.{}.>", crate::events::subject_token(job_id)),
+                deliver_policy: consumer::DeliverPolicy::All,
+                ..Default::default()
+            })
+            .await?;
+        let messages = consumer.messages().await?;
+        Ok(messages.map(|message| {
+            let message = message.map_err(|err| anyhow::anyhow!("event stream: {err}"))?;
+            serde_json::from_slice::<JobEvent>(&message.payload).context("decoding event")
+        }))
+    }
+
+    /// Waits for a job's terminal event, calling `on_event` for each event on the way.
+    pub async fn wait(
+        &self,
+        job_id: &str,
+        timeout: Duration,
+        mut on_event: impl FnMut(&JobEvent),
+    ) -> anyhow::Result<JobEvent> {
+        let events = self.watch(job_id).await?;
+        tokio::pin!(events);
+        let result = tokio::time::timeout(timeout, async {
+            while let Some(event) = events.next().await {
+                let event = event?;
+                on_event(&event);
+                if event.state.is_terminal() {
+                    return Ok(event);
+                }
+            }
+            anyhow::bail!("event stream ended")
+        })
+        .await;
+        result.map_err(|_| {
+            anyhow::anyhow!("job {job_id} did not finish within {} s", timeout.as_secs())
+        })?
+    }
+
+    /// Cancels a job: a queued job is skipped when it is pulled; a running one stops at its next
+    /// check and removes partial outputs.
+    pub async fn cancel(&self, job_id: &str) -> anyhow::Result<JobEvent> {
+        let current = self.status(job_id).await?;
+        if let Some(current) = &current {
+            if current.state.is_terminal() {
+                return Ok(current.clone());
+            }
+        }
+        let function = current.map(|c| c.function).unwrap_or_default();
+        let event = JobEvent::new(job_id, &function, JobState::Cancelled, 0, "lightbox-cli");
+        self.reporter().report(&event, true).await?;
+        self.nats
+            .publish(
+                format!(
+                    "{CANCEL_SUBJECT_PREFIX}.{}",
+                    crate::events::subject_token(job_id)
+                ),
+                Bytes::new(),
+            )
+            .await?;
+        self.nats.flush().await?;
+        Ok(event)
+    }
+
+    /// Depth of every work queue.
+    pub async fn queues(&self) -> anyhow::Result<Vec<QueueInfo>> {
+        let mut infos = Vec::new();
+        for queue in QUEUES {
+            let name = consumer_name(queue);
+            match self.infra.jobs.consumer_info(&name).await {
+                Ok(info) => infos.push(QueueInfo {
+                    queue: queue.to_owned(),
+                    consumer: name,
+                    pending: info.num_pending,
+                    in_flight: info.num_ack_pending,
+                    waiting_pulls: info.num_waiting,
+                    redelivered: info.num_redelivered,
+                }),
+                Err(_) => {
+                    // No worker has created the consumer yet: report what the stream holds.
+                    let mut pending = 0;
+                    if let Ok(mut subjects) = self.infra.jobs.info_with_subjects(queue).await {
+                        while let Some(Ok((_, count))) = subjects.next().await {
+                            pending += count as u64;
+                        }
+                    }
+                    infos.push(QueueInfo {
+                        queue: queue.to_owned(),
+                        consumer: name,
+                        pending,
+                        in_flight: 0,
+                        waiting_pulls: 0,
+                        redelivered: 0,
+                    });
+                }
+            }
+        }
+        Ok(infos)
+    }
+
+    /// Up to `limit` dead letters, oldest first.
+    pub async fn dead_letters(&self, limit: usize) -> anyhow::Result<Vec<DeadLetterInfo>> {
+        let mut stream = self.js.get_stream(DLQ_STREAM).await?;
+        let state = stream.info().await?.state.clone();
+        let mut letters = Vec::new();
+        if state.messages == 0 {
+            return Ok(letters);
+        }
+        for seq in state.first_sequence..=state.last_sequence {
+            if letters.len() >= limit {
+                break;
+            }
+            let Ok(raw) = stream.get_raw_message(seq).await else {
+                continue;
+            };
+            let header = |name: &str| {
+                raw.headers
+                    .get(name)
+                    .map(|v| v.as_str().to_owned())
+                    .unwrap_or_default()
+            };
+            letters.push(DeadLetterInfo {
+                seq,
+                subject: raw.subject.to_string(),
+                job_id: header(DLQ_HEADER_JOB),
+                queue: header(DLQ_HEADER_QUEUE),
+                error: header(DLQ_HEADER_ERROR),
+                attempts: header(DLQ_HEADER_ATTEMPTS),
+                worker: header(DLQ_HEADER_WORKER),
+            });
+        }
+        Ok(letters)
+    }
+
+    /// Publishes a dead letter's original job to its queue again, then removes the letter.
+    /// `id` is the DLQ sequence or the job id.
+    pub async fn replay(&self, id: &str) -> anyhow::Result<DeadLetterInfo> {
+        let letters = self.dead_letters(usize::MAX).await?;
+        let letter = letters
+            .into_iter()
+            .find(|l| l.seq.to_string() == id || l.job_id == id)
+            .with_context(|| format!("no dead letter with sequence or job id {id}"))?;
+        let stream = self.js.get_stream(DLQ_STREAM).await?;
+        let raw = stream.get_raw_message(letter.seq).await?;
+        let msg_id = format!("{}-replay-{}", letter.job_id, letter.seq);
+        self.submit_raw(&letter.queue, &msg_id, raw.payload.clone(), None)
+            .await?;
+        stream.delete_message(letter.seq).await?;
+        Ok(letter)
+    }
+}

@@ -1,0 +1,257 @@
+//! Stream, consumer and KV definitions. They live as JSON in `infra/nats/`, in the form the `nats`
+//! CLI takes (`nats stream add --config FILE`), and are compiled in from those same files.
+
+use std::time::Duration;
+
+use anyhow::Context as _;
+use async_nats::jetstream::{self, consumer, kv, stream};
+use serde::Deserialize;
+
+/// Name of the work-queue stream.
+pub const JOBS_STREAM: &str = "JOBS";
+/// Name of the outcome-events stream.
+pub const EVENTS_STREAM: &str = "EVENTS";
+/// Name of the dead-letter stream.
+pub const DLQ_STREAM: &str = "DLQ";
+/// Name of the KV bucket with the latest state per job.
+pub const JOBS_BUCKET: &str = "jobs";
+
+/// The committed JSON files, by name.
+pub const JOBS_STREAM_JSON: &str = include_str!("../../../infra/nats/jobs.stream.json");
+pub const EVENTS_STREAM_JSON: &str = include_str!("../../../infra/nats/events.stream.json");
+pub const DLQ_STREAM_JSON: &str = include_str!("../../../infra/nats/dlq.stream.json");
+pub const JOBS_KV_JSON: &str = include_str!("../../../infra/nats/jobs.kv.json");
+const CONSUMERS: [(&str, &str); 4] = [
+    (
+        "convert",
+        include_str!("../../../infra/nats/consumer.convert.json"),
+    ),
+    (
+        "tessellate",
+        include_str!("../../../infra/nats/consumer.tessellate.json"),
+    ),
+    (
+        "render.light",
+        include_str!("../../../infra/nats/consumer.render-light.json"),
+    ),
+    (
+        "render.heavy",
+        include_str!("../../../infra/nats/consumer.render-heavy.json"),
+    ),
+];
+
+/// The work-queue subjects, in the order operators list them.
+pub const QUEUES: [&str; 4] = ["render.light", "render.heavy", "tessellate", "convert"];
+
+/// The durable consumer name serving a queue subject (`render.light` → `render-light`).
+pub fn consumer_name(queue: &str) -> String {
+    queue.replace('.', "-")
+}
+
+/// Changes made to committed definitions at run time (replicas on a cluster, test timings).
+#[derive(Debug, Clone, Default)]
+pub struct Overrides {
+    pub replicas: Option<usize>,
+    pub ack_wait: Option<Duration>,
+    pub max_deliver: Option<i64>,
+    pub max_ack_pending: Option<i64>,
+    /// Bind to existing definitions instead of creating or updating them.
+    pub bind_only: bool,
+}
+
+fn stream_config(json: &str, overrides: &Overrides) -> anyhow::Result<stream::Config> {
+    let mut config: stream::Config = serde_json::from_str(json).context("parsing stream config")?;
+    if let Some(replicas) = overrides.replicas {
+        config.num_replicas = replicas;
+    }
+    Ok(config)
+}
+
+/// The committed consumer definition for a queue, with overrides applied.
+pub fn consumer_config(
+    queue: &str,
+    overrides: &Overrides,
+) -> anyhow::Result<consumer::pull::Config> {
+    let json = CONSUMERS
+        .iter()
+        .find(|(name, _)| *name == queue)
+        .map(|(_, json)| *json)
+        .with_context(|| format!("no consumer is defined for queue {queue:?}"))?;
+    let mut config: consumer::pull::Config =
+        serde_json::from_str(json).context("parsing consumer config")?;
+    if let Some(ack_wait) = overrides.ack_wait {
+        config.ack_wait = ack_wait;
+    }
+    if let Some(max_deliver) = overrides.max_deliver {
+        config.max_deliver = max_deliver;
+    }
+    if let Some(max_ack_pending) = overrides.max_ack_pending {
+        config.max_ack_pending = max_ack_pending;
+    }
+    Ok(config)
+}
+
+#[derive(Deserialize)]
+struct KvFile {
+    bucket: String,
+    description: String,
+    history: i64,
+    #[serde(with = "nanos")]
+    max_age: Duration,
+    max_value_size: i32,
+    storage: stream::StorageType,
+    num_replicas: usize,
+}
+
+mod nanos {
+    use serde::{Deserialize, Deserializer};
+    use std::time::Duration;
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        Ok(Duration::from_nanos(u64::deserialize(d)?))
+    }
+}
+
+/// The committed KV bucket definition.
+pub fn kv_config(overrides: &Overrides) -> anyhow::Result<kv::Config> {
+    let file: KvFile = serde_json::from_str(JOBS_KV_JSON).context("parsing kv config")?;
+    Ok(kv::Config {
+        bucket: file.bucket,
+        description: file.description,
+        history: file.history,
+        max_age: file.max_age,
+        max_value_size: file.max_value_size,
+        storage: file.storage,
+        num_replicas: overrides.replicas.unwrap_or(file.num_replicas),
+        ..Default::default()
+    })
+}
+
+/// Handles on the streams and bucket every Lightbox process uses.
+#[derive(Clone)]
+pub struct Infra {
+    pub js: jetstream::Context,
+    pub jobs: stream::Stream,
+    pub kv: kv::Store,
+}
+
+/// Creates or updates the streams and the KV bucket from the committed definitions.
+pub async fn ensure(js: &jetstream::Context, overrides: &Overrides) -> anyhow::Result<Infra> {
+    if overrides.bind_only {
+        let jobs = js
+            .get_stream(JOBS_STREAM)
+            .await
+            .context("opening stream JOBS (bind only)")?;
+        let kv = js
+            .get_key_value(JOBS_BUCKET)
+            .await
+            .context("opening KV bucket jobs (bind only)")?;
+        return Ok(Infra {
+            js: js.clone(),
+            jobs,
+            kv,
+        });
+    }
+    for json in [JOBS_STREAM_JSON, EVENTS_STREAM_JSON, DLQ_STREAM_JSON] {
+        let config = stream_config(json, overrides)?;
+        let name = config.name.clone();
+        js.create_or_update_stream(config)
+            .await
+            .with_context(|| format!("creating or updating stream {name}"))?;
+    }
+    let kv = js
+        .create_or_update_key_value(kv_config(overrides)?)
+        .await
+        .context("creating or updating KV bucket jobs")?;
+    let jobs = js
+        .get_stream(JOBS_STREAM)
+        .await
+        .context("opening stream JOBS")?;
+    Ok(Infra {
+        js: js.clone(),
+        jobs,
+        kv,
+    })
+}
+
+/// Creates or updates the durable consumer for a queue from its committed definition.
+pub async fn ensure_consumer(
+    jobs: &stream::Stream,
+    queue: &str,
+    overrides: &Overrides,
+) -> anyhow::Result<consumer::Consumer<consumer::pull::Config>> {
+    let config = consumer_config(queue, overrides)?;
+    if overrides.bind_only {
+        let name = consumer_name(queue);
+        return jobs
+            .get_consumer(&name)
+            .await
+            .map_err(|err| anyhow::anyhow!("opening consumer {name} (bind only): {err}"));
+    }
+    jobs.create_consumer(config)
+        .await
+        .with_context(|| format!("creating or updating consumer for {queue}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn committed_definitions_parse_and_agree() {
+        let overrides = Overrides::default();
+        let jobs = stream_config(JOBS_STREAM_JSON, &overrides).unwrap();
+        assert_eq!(jobs.retention, stream::RetentionPolicy::WorkQueue);
+        assert_eq!(jobs.discard, stream::DiscardPolicy::New);
+        assert!(
+            jobs.discard_new_per_subject,
+            "a full queue must refuse new jobs, never drop queued ones"
+        );
+        assert!(jobs.max_messages > 0 && jobs.max_bytes > 0 && jobs.max_messages_per_subject > 0);
+        for queue in QUEUES {
+            assert!(
+                jobs.subjects.iter().any(|s| s == queue),
+                "JOBS must carry {queue}"
+            );
+            let consumer = consumer_config(queue, &overrides).unwrap();
+            assert_eq!(consumer.filter_subject, queue);
+            assert_eq!(
+                consumer.durable_name.as_deref(),
+                Some(consumer_name(queue).as_str())
+            );
+            assert_eq!(consumer.ack_policy, consumer::AckPolicy::Explicit);
+            assert!(consumer.max_ack_pending > 0 && consumer.max_deliver > 1);
+        }
+        assert_eq!(
+            stream_config(EVENTS_STREAM_JSON, &overrides)
+                .unwrap()
+                .subjects,
+            ["events.job.>"]
+        );
+        assert_eq!(
+            stream_config(DLQ_STREAM_JSON, &overrides).unwrap().subjects,
+            ["dlq.>"]
+        );
+        assert_eq!(kv_config(&overrides).unwrap().bucket, JOBS_BUCKET);
+    }
+
+    #[test]
+    fn overrides_apply() {
+        let overrides = Overrides {
+            replicas: Some(3),
+            ack_wait: Some(Duration::from_secs(2)),
+            max_deliver: Some(2),
+            max_ack_pending: Some(7),
+            bind_only: false,
+        };
+        let consumer = consumer_config("convert", &overrides).unwrap();
+        assert_eq!(consumer.ack_wait, Duration::from_secs(2));
+        assert_eq!((consumer.max_deliver, consumer.max_ack_pending), (2, 7));
+        assert_eq!(
+            stream_config(JOBS_STREAM_JSON, &overrides)
+                .unwrap()
+                .num_replicas,
+            3
+        );
+        assert_eq!(kv_config(&overrides).unwrap().num_replicas, 3);
+    }
+}
