@@ -376,7 +376,7 @@ async fn convert_model_job(
     })
     .await
     .map_err(|err| JobError::permanent(format!("conversion crashed: {err}")))?
-    .map_err(|err| JobError::permanent(with_sources(&err)))?;
+    .map_err(|err| JobError::permanent(lightbox_runtime::error::error_chain(&err)))?;
     if ctx.is_cancelled() {
         return Err(JobError::Cancelled);
     }
@@ -416,18 +416,6 @@ async fn convert_model_job(
         ],
         waiting_for: None,
     })
-}
-
-/// An error and its sources, `a: b: c`: "invalid glTF input" alone does not say what is wrong.
-fn with_sources(err: &dyn std::error::Error) -> String {
-    let mut message = err.to_string();
-    let mut source = err.source();
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// Generated sample inputs for demos and tests.
@@ -608,7 +596,7 @@ mod tests {
             &lightbox_scene::ImportLimits::default(),
         )
         .unwrap_err();
-        let message = with_sources(&err);
+        let message = lightbox_runtime::error::error_chain(&err);
         assert!(
             message.starts_with("invalid glTF input: invalid gltf document: "),
             "{message}"

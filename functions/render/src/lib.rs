@@ -23,6 +23,7 @@ use render_runtime::{ImportLimits, PreparedScene, RenderHooks, RenderOutput, Ren
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use lightbox_runtime::config::env_parse;
+use lightbox_runtime::error::error_chain;
 use lightbox_runtime::job::{Continuation, Envelope};
 use lightbox_runtime::requests::{RenderOutputRequest, RenderRequest, TessellationParams};
 use lightbox_runtime::worker::{Handler, Job, JobContext, Outcome};
@@ -139,22 +140,6 @@ pub fn default_memory_budget() -> u64 {
         (Some(m), None) | (None, Some(m)) => m / 2,
         (None, None) => render_runtime::DEFAULT_MEMORY_BUDGET,
     }
-}
-
-/// Formats an error followed by its sources, so import errors say which node or accessor failed
-/// (`error: cause: cause of the cause`).
-pub fn error_chain(err: &dyn std::error::Error) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut source = err.source();
-    while let Some(cause) = source {
-        let text = cause.to_string();
-        // Wrappers that print their source already would otherwise repeat it.
-        if !parts.last().is_some_and(|last| last.ends_with(&text)) {
-            parts.push(text);
-        }
-        source = cause.source();
-    }
-    parts.join(": ")
 }
 
 /// The kind of model file.

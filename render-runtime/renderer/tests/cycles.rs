@@ -59,16 +59,7 @@ fn start(config: CyclesConfig) -> CyclesEngine {
     CyclesEngine::start(config).unwrap_or_else(|e| panic!("cycles engine: {}", chain(&e)))
 }
 
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut src = e.source();
-    while let Some(inner) = src {
-        s.push_str(": ");
-        s.push_str(&inner.to_string());
-        src = inner.source();
-    }
-    s
-}
+use lightbox_protocol::error::error_chain as chain;
 
 fn spec(size: u32, samples: u32) -> RenderSpec {
     RenderSpec {

@@ -23,9 +23,8 @@
 //!
 //! ```
 //! use lightbox_scene::usd_write::{export_usda, export_usdz};
-//! use lightbox_testmodels;
 //!
-//! let scene = testmodels::primitives_scene();
+//! let scene = lightbox_testmodels::primitives_scene();
 //! let usda = export_usda(&scene);
 //! assert!(usda.starts_with("#usda 1.0"));
 //! let usdz = export_usdz(&scene);

@@ -40,3 +40,40 @@ impl JobError {
         }
     }
 }
+
+/// Formats an error followed by its sources (`error: cause: cause of the cause`), so a message
+/// says which node, accessor or key failed. A wrapper that already prints its source is not
+/// repeated. The one formatter every function, the CLI and the tests use.
+pub fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut parts = vec![err.to_string()];
+    let mut source = err.source();
+    while let Some(cause) = source {
+        let text = cause.to_string();
+        if !parts.last().is_some_and(|last| last.ends_with(&text)) {
+            parts.push(text);
+        }
+        source = cause.source();
+    }
+    parts.join(": ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("outer")]
+    struct Outer(#[source] Inner);
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("inner: {0}")]
+    struct Inner(#[source] std::io::Error);
+
+    #[test]
+    fn chains_name_every_cause_once() {
+        let io = std::io::Error::other("disk on fire");
+        let err = Outer(Inner(io));
+        // Inner prints its source already; it is not repeated.
+        assert_eq!(error_chain(&err), "outer: inner: disk on fire");
+    }
+}

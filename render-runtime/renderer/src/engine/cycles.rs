@@ -1003,19 +1003,8 @@ mod tests {
             ..CyclesConfig::default()
         };
         let err = CyclesEngine::start(config).err().expect("must fail");
-        let msg = format!("{:#}", anyhow_like(&err));
+        let msg = format!("{:#}", lightbox_protocol::error::error_chain(&err));
         assert!(msg.contains("/nonexistent/blender/python"), "{msg}");
         assert!(msg.contains("bpy==5.0.1"), "{msg}");
-    }
-
-    fn anyhow_like(e: &dyn std::error::Error) -> String {
-        let mut s = e.to_string();
-        let mut src = e.source();
-        while let Some(inner) = src {
-            s.push_str(": ");
-            s.push_str(&inner.to_string());
-            src = inner.source();
-        }
-        s
     }
 }
