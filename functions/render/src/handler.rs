@@ -1,0 +1,227 @@
+//! The queue handler: input resolution, limits, progress, cancellation and uploads.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use lightbox_runtime::requests::RenderRequest;
+use lightbox_runtime::worker::{Handler, Job, JobContext, Outcome};
+use lightbox_runtime::{Function, JobError, ObjectKey};
+use render_runtime::RenderHooks;
+use tracing::info;
+
+use crate::source::{resolve_source, Resolved};
+use crate::{frame_key, output_key, parse_specs, render_model, render_model_cycles, RenderLimits};
+
+/// Progress across all outputs of a job, with an estimate of the time left.
+struct JobHooks {
+    ctx: JobContext,
+    base: AtomicU64,
+    total: u64,
+    started: Instant,
+}
+
+impl RenderHooks for JobHooks {
+    fn progress(&self, done: u64, _total: u64) {
+        let done = self.base.load(Ordering::Relaxed) + done;
+        let fraction = done as f64 / self.total.max(1) as f64;
+        let elapsed = self.started.elapsed().as_secs_f64();
+        let eta = (fraction > 0.0).then(|| ((elapsed / fraction - elapsed) * 1000.0) as u64);
+        self.ctx.progress(done, self.total, eta, "samples");
+    }
+
+    fn cancelled(&self) -> bool {
+        self.ctx.is_cancelled()
+    }
+}
+
+/// The queue handler for `render.light` and `render.heavy`.
+pub struct RenderHandler {
+    pub limits: RenderLimits,
+    /// Engine for jobs that name none (`LIGHTBOX_RENDER_ENGINE`, default `native`).
+    pub default_engine: String,
+    /// The warm Blender worker of the `cycles` engine, started by the first Cycles job and
+    /// reused by the next ones (restarted by the engine after a crash or hang).
+    pub cycles: Arc<Mutex<Option<render_runtime::CyclesEngine>>>,
+}
+
+impl RenderHandler {
+    pub fn new(limits: RenderLimits) -> Self {
+        Self {
+            limits,
+            default_engine: lightbox_runtime::config::env_or("LIGHTBOX_RENDER_ENGINE", "native"),
+            cycles: Arc::new(Mutex::new(None)),
+        }
+    }
+}
+
+impl Handler for RenderHandler {
+    type Request = RenderRequest;
+    const FUNCTION: Function = Function::Render;
+    const DEFAULT_QUEUE: &'static str = "render.light";
+    const DEFAULT_CONCURRENCY: usize = 2;
+
+    async fn handle(&self, job: Job<RenderRequest>) -> Result<Outcome, JobError> {
+        let Job { request, ctx } = job;
+        let specs = parse_specs(&request.outputs, &self.limits)?;
+        let engine = request
+            .engine
+            .clone()
+            .unwrap_or_else(|| self.default_engine.clone());
+        if engine != "native" && engine != "cycles" {
+            return Err(JobError::permanent(format!(
+                "unknown engine {engine:?} (available: native, cycles)"
+            )));
+        }
+        for output in request.outputs.iter().filter_map(|o| o.output.as_ref()) {
+            ctx.store.check(output)?;
+        }
+
+        // Input resolution: a USD master first, then the model itself; STEP goes through the
+        // tessellation cache or a tessellate job that continues this one.
+        let fetch_start = Instant::now();
+        let (source, key, kind) = resolve_source(&ctx, &request).await?;
+        let (source, key, kind) = match source {
+            Resolved::Ready(source) => (source, key, kind),
+            Resolved::Waiting(tessellate_id) => {
+                return Ok(Outcome {
+                    result: serde_json::json!({"source": "tessellating", "tessellate_job": tessellate_id}),
+                    waiting_for: Some(tessellate_id),
+                    ..Outcome::default()
+                })
+            }
+        };
+        let model = ctx
+            .store
+            .get(&key, Some(self.limits.max_model_bytes))
+            .await?;
+        let fetch_ms = fetch_start.elapsed().as_secs_f64() * 1000.0;
+        info!(source = source.as_str(), model = %key, bytes = model.len(), "rendering");
+
+        let total: u64 = specs
+            .iter()
+            .map(|spec| {
+                let plan = spec.resolve().expect("checked");
+                plan.samples as u64 * plan.frame_angles.len() as u64
+            })
+            .sum();
+        let hooks = JobHooks {
+            ctx: ctx.clone(),
+            base: AtomicU64::new(0),
+            total,
+            started: Instant::now(),
+        };
+        let limits = self.limits.clone();
+        let specs_for_render = specs.clone();
+        let model_for_render = model.clone();
+        let cycles = (engine == "cycles").then(|| self.cycles.clone());
+        let rendered = tokio::task::spawn_blocking(move || {
+            let outcome = match cycles {
+                Some(cycles) => render_model_cycles(
+                    &cycles,
+                    &model_for_render,
+                    &specs_for_render,
+                    &limits,
+                    &hooks,
+                ),
+                None => render_model(&model_for_render, kind, &specs_for_render, &limits, &hooks),
+            };
+            drop(hooks);
+            outcome
+        })
+        .await
+        .map_err(|err| JobError::permanent(format!("renderer crashed: {err}")))??;
+        if ctx.is_cancelled() {
+            return Err(JobError::Cancelled);
+        }
+
+        // Upload everything, or nothing: a failure part-way removes what was written.
+        let upload_start = Instant::now();
+        let mut written: Vec<ObjectKey> = Vec::new();
+        let mut results = Vec::new();
+        let mut timings = render_runtime::StageTimings::default();
+        let mut rays_per_s = Vec::new();
+        for ((spec, output), request_output) in
+            specs.iter().zip(&rendered.outputs).zip(&request.outputs)
+        {
+            let key = output_key(&model, spec, &engine, request_output.output.as_ref());
+            timings.render += output.timings.render;
+            timings.denoise += output.timings.denoise;
+            timings.encode += output.timings.encode;
+            rays_per_s.push(output.mrays_per_s);
+            let mut frame_keys = Vec::new();
+            let main_bytes = if let Some(animation) = &output.animation {
+                for image in &output.images {
+                    let frame = frame_key(&key, image.frame.unwrap_or(0), image.format.extension());
+                    put_or_undo(&ctx, &frame, &image.bytes, &mut written).await?;
+                    frame_keys.push(frame.to_string());
+                }
+                &animation.bytes
+            } else {
+                &output.images[0].bytes
+            };
+            put_or_undo(&ctx, &key, main_bytes, &mut written).await?;
+            results.push(serde_json::json!({
+                "key": key.as_str(),
+                "bytes": main_bytes.len(),
+                "width": output.width,
+                "height": output.height,
+                "samples": output.samples,
+                "sample_source": output.sample_source,
+                "denoiser": output.denoiser.as_str(),
+                "frames": frame_keys.len().max(1),
+                "frame_keys": frame_keys,
+                "mrays_per_s": output.mrays_per_s,
+            }));
+        }
+        if ctx.is_cancelled() {
+            undo(&ctx, &written).await;
+            return Err(JobError::Cancelled);
+        }
+        let upload_ms = upload_start.elapsed().as_secs_f64() * 1000.0;
+        let ms = |d: Duration| d.as_secs_f64() * 1000.0;
+        Ok(Outcome {
+            outputs: results
+                .iter()
+                .filter_map(|r| r["key"].as_str().map(str::to_owned))
+                .collect(),
+            result: serde_json::json!({
+                "source": source.as_str(),
+                "engine": engine,
+                "model": key.as_str(),
+                "outputs": results,
+            }),
+            timings_ms: vec![
+                ("fetch".into(), fetch_ms),
+                ("import".into(), ms(rendered.import)),
+                ("accel_build".into(), ms(rendered.accel_build)),
+                ("render".into(), ms(timings.render)),
+                ("denoise".into(), ms(timings.denoise)),
+                ("encode".into(), ms(timings.encode)),
+                ("upload".into(), upload_ms),
+            ],
+            waiting_for: None,
+        })
+    }
+}
+
+async fn put_or_undo(
+    ctx: &JobContext,
+    key: &ObjectKey,
+    bytes: &[u8],
+    written: &mut Vec<ObjectKey>,
+) -> Result<(), JobError> {
+    if let Err(err) = ctx.store.put(key, Bytes::copy_from_slice(bytes)).await {
+        undo(ctx, written).await;
+        return Err(err);
+    }
+    written.push(key.clone());
+    Ok(())
+}
+
+async fn undo(ctx: &JobContext, written: &[ObjectKey]) {
+    for key in written {
+        let _ = ctx.store.delete(key).await;
+    }
+}

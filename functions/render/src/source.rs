@@ -1,0 +1,158 @@
+//! Input resolution: a USD master, the model itself, or a STEP file through the tessellation cache
+//! (or a tessellate job that continues this one).
+
+use bytes::Bytes;
+use lightbox_runtime::job::{Continuation, Envelope};
+use lightbox_runtime::requests::{RenderRequest, TessellationParams};
+use lightbox_runtime::worker::JobContext;
+use lightbox_runtime::{Function, JobError, ObjectKey};
+use serde::Serialize;
+use tracing::info;
+
+/// The kind of model file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ModelKind {
+    Glb,
+    Usd,
+    Step,
+}
+
+impl ModelKind {
+    /// From a key's extension.
+    pub fn of(key: &ObjectKey) -> Option<Self> {
+        match key.extension()?.as_str() {
+            "glb" | "gltf" => Some(Self::Glb),
+            "usd" | "usda" | "usdc" | "usdz" => Some(Self::Usd),
+            "step" | "stp" => Some(Self::Step),
+            _ => None,
+        }
+    }
+}
+
+/// How the renderable scene was obtained; recorded in the result and the logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SourcePath {
+    /// A USD master, rendered directly.
+    Usd,
+    /// A GLB.
+    Glb,
+    /// A STEP file whose GLB was already in the tessellation cache.
+    TessellationCache,
+    /// A STEP file tessellated for this job (through a tessellate job and a continuation).
+    Tessellated,
+}
+
+impl SourcePath {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SourcePath::Usd => "usd",
+            SourcePath::Glb => "glb",
+            SourcePath::TessellationCache => "tessellation-cache",
+            SourcePath::Tessellated => "tessellated",
+        }
+    }
+}
+
+pub(crate) enum Resolved {
+    Ready(SourcePath),
+    Waiting(String),
+}
+
+pub(crate) async fn resolve_source(
+    ctx: &JobContext,
+    request: &RenderRequest,
+) -> Result<(Resolved, ObjectKey, ModelKind), JobError> {
+    if let Some(master) = &request.usd_master {
+        if ModelKind::of(master) != Some(ModelKind::Usd) {
+            return Err(JobError::permanent(format!(
+                "usd_master {master} is not a .usd, .usda, .usdc or .usdz file"
+            )));
+        }
+        if ctx.store.exists(master).await? {
+            return Ok((
+                Resolved::Ready(SourcePath::Usd),
+                master.clone(),
+                ModelKind::Usd,
+            ));
+        }
+    }
+    let kind = ModelKind::of(&request.model).ok_or_else(|| {
+        JobError::permanent(format!(
+            "model {} is not a .glb, .usd(a/c/z) or .step/.stp file",
+            request.model
+        ))
+    })?;
+    match kind {
+        ModelKind::Glb => Ok((
+            Resolved::Ready(SourcePath::Glb),
+            request.model.clone(),
+            kind,
+        )),
+        ModelKind::Usd => Ok((
+            Resolved::Ready(SourcePath::Usd),
+            request.model.clone(),
+            kind,
+        )),
+        ModelKind::Step => {
+            let step = ctx.store.get(&request.model, None).await?;
+            let params = request.tessellation.unwrap_or_default();
+            let cached = lightbox_runtime::cache::tessellation_key(&step, &params);
+            if ctx.store.exists(&cached).await? {
+                let source = if request.tessellated_by.is_some() {
+                    SourcePath::Tessellated
+                } else {
+                    SourcePath::TessellationCache
+                };
+                return Ok((Resolved::Ready(source), cached, ModelKind::Glb));
+            }
+            if let Some(by) = &request.tessellated_by {
+                return Err(JobError::permanent(format!(
+                    "tessellate job {by} finished but wrote no GLB at {cached}"
+                )));
+            }
+            let id = request_tessellation(ctx, request, &params, &cached).await?;
+            Ok((Resolved::Waiting(id), cached, ModelKind::Glb))
+        }
+    }
+}
+
+/// Publishes a tessellate job that writes the cached GLB and then continues this render job.
+async fn request_tessellation(
+    ctx: &JobContext,
+    request: &RenderRequest,
+    params: &TessellationParams,
+    cached: &ObjectKey,
+) -> Result<String, JobError> {
+    let mut continued = (*ctx.envelope).clone();
+    let mut continued_request = request.clone();
+    continued_request.tessellated_by = Some(format!("tessellate-for-{}", ctx.id));
+    continued.request = serde_json::to_value(&continued_request)
+        .map_err(|err| JobError::permanent(err.to_string()))?;
+    let tessellate_request = serde_json::json!({
+        "input": request.model,
+        "output": cached,
+        "linear_deflection": params.linear_deflection,
+        "angular_deflection": params.angular_deflection,
+    });
+    let mut envelope = Envelope::new(Function::Tessellate, tessellate_request);
+    envelope.then = Some(Continuation {
+        subject: ctx.queue.clone(),
+        job: serde_json::to_value(&continued)
+            .map_err(|err| JobError::permanent(err.to_string()))?,
+    });
+    let id = envelope.id.to_string();
+    let mut headers = async_nats::HeaderMap::new();
+    // One tessellation request per render job, however often this job is redelivered.
+    headers.insert("Nats-Msg-Id", format!("tessellate-for-{}", ctx.id).as_str());
+    headers.insert("traceparent", ctx.trace.child().header().as_str());
+    let js = async_nats::jetstream::new(ctx.client.clone());
+    js.publish_with_headers("tessellate", headers, Bytes::from(envelope.to_json()))
+        .await
+        .map_err(|err| JobError::retryable(format!("could not request tessellation: {err}")))?
+        .await
+        .map_err(|err| JobError::retryable(format!("could not request tessellation: {err}")))?;
+    info!(tessellate_job = %id, model = %request.model, "requested tessellation; this job continues when it is done");
+    Ok(id)
+}
