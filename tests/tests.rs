@@ -12,6 +12,15 @@ mod runtime;
 /// SIGKILL mid-job, SIGTERM drain.
 mod processes;
 
+/// The routing rule through the CLI: `lightbox submit render` sends a 2048² still to
+/// `render.heavy` and a thumbnail to `render.light`.
+mod routing;
+
+/// The crate graph holds the architecture: `cargo metadata` checked against the dependency
+/// rules in ARCHITECTURE.md (scene without Embree, renderer without transports, functions
+/// without async-nats or each other, convert's closure without Embree).
+mod architecture;
+
 /// Render jobs through the real `lightbox-render` binaries on `render.light` and `render.heavy`:
 /// concurrency between queues, STEP through the tessellation cache and a continuation,
 /// cancellation, bad models and limits.
