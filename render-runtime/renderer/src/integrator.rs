@@ -526,7 +526,8 @@ impl<'a> Integrator<'a> {
             material.base_color[2],
         );
         let mut alpha = material.base_color[3];
-        if let (Some(tex_idx), Some(uvs)) = (material.base_color_texture, &mesh.uvs) {
+        if let (Some(tex), Some(uvs)) = (&material.base_color_texture, &mesh.uvs) {
+            let tex_idx = tex.texture;
             let [ta, tb, tc] = tri.map(|i| uvs[i as usize]);
             let uv = [
                 ta[0] * w + tb[0] * u + tc[0] * v,

@@ -16,6 +16,10 @@ pub const INSTANCE_MIN_USES: u64 = 8;
 
 /// Position, shading normal and UV of one stored vertex.
 const VERTEX_BYTES: u64 = 12 + 12 + 8;
+/// A second UV set of one vertex.
+const SECOND_UV_BYTES: u64 = 8;
+/// A tangent (xyz and handedness) of one vertex, read from the file or generated.
+const TANGENT_BYTES: u64 = 16;
 /// Vertex indices and material id of one stored triangle.
 const TRIANGLE_BYTES: u64 = 12 + 4;
 /// Embree's BVH for one triangle: nodes, the triangle primitive and build scratch.
@@ -26,6 +30,28 @@ const BAKED_TRIANGLE_BYTES: u64 = 3 * 16 + 12;
 const INSTANCE_BYTES: u64 = 512;
 /// One texel as the renderer stores it (linear RGBA f32).
 const TEXEL_BYTES: u64 = 16;
+
+/// Per-vertex data a mesh stores beyond position, normal and the first UV set.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct VertexExtras {
+    /// A second UV set (glTF TEXCOORD_1).
+    pub second_uv_set: bool,
+    /// Tangents: read from the file or generated for a normal map.
+    pub tangents: bool,
+}
+
+impl VertexExtras {
+    pub fn bytes_per_vertex(self) -> u64 {
+        let mut bytes = 0;
+        if self.second_uv_set {
+            bytes += SECOND_UV_BYTES;
+        }
+        if self.tangents {
+            bytes += TANGENT_BYTES;
+        }
+        bytes
+    }
+}
 
 /// A running estimate of a scene's memory, in bytes.
 #[derive(Clone, Debug, Default)]
@@ -67,6 +93,13 @@ impl MemoryEstimate {
         let bytes = vertices
             .saturating_mul(VERTEX_BYTES)
             .saturating_add(triangles.saturating_mul(TRIANGLE_BYTES));
+        self.geometry = self.geometry.saturating_add(bytes);
+    }
+
+    /// Extra per-vertex data of a distinct mesh of `vertices` vertices (counted on top of
+    /// [`MemoryEstimate::add_mesh`]).
+    pub fn add_vertex_extras(&mut self, vertices: u64, extras: VertexExtras) {
+        let bytes = vertices.saturating_mul(extras.bytes_per_vertex());
         self.geometry = self.geometry.saturating_add(bytes);
     }
 
@@ -132,6 +165,24 @@ mod tests {
         // Baked copies grow with triangles; instances only by their record.
         assert!(few.acceleration >= 7 * 2000 * BVH_TRIANGLE_BYTES);
         assert_eq!(many.total() - after_eighth, 1000 * INSTANCE_BYTES);
+    }
+
+    #[test]
+    fn second_uv_sets_and_tangents_count_per_vertex() {
+        let mut plain = MemoryEstimate::default();
+        plain.add_mesh(1000, 2000);
+        let mut extra = plain.clone();
+        extra.add_vertex_extras(
+            1000,
+            VertexExtras {
+                second_uv_set: true,
+                tangents: true,
+            },
+        );
+        assert_eq!(extra.geometry - plain.geometry, 1000 * (8 + 16));
+        let before = extra.geometry;
+        extra.add_vertex_extras(1000, VertexExtras::default());
+        assert_eq!(extra.geometry, before);
     }
 
     #[test]

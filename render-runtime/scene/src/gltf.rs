@@ -530,6 +530,7 @@ fn import_textures(
             width,
             height,
             texels: decode_texels(&decoded),
+            color_space: super::ColorSpace::Srgb,
         });
         image_to_texture.insert(image.index(), out.list.len() - 1);
         out.map.insert(texture.index(), out.list.len() - 1);
@@ -615,7 +616,9 @@ fn convert_material(material: &gltf::Material, texture_map: &HashMap<usize, usiz
         base_color_texture: pbr.base_color_texture().and_then(|t| {
             // Only UV set 0 is imported; other sets fall back to the factor alone.
             if t.tex_coord() == 0 {
-                texture_map.get(&t.texture().index()).copied()
+                texture_map
+                    .get(&t.texture().index())
+                    .map(|&i| super::TextureRef::new(i))
             } else {
                 None
             }
@@ -631,6 +634,7 @@ fn convert_material(material: &gltf::Material, texture_map: &HashMap<usize, usiz
         }),
         alpha_mode,
         specular: 1.0,
+        ..Material::default()
     }
 }
 

@@ -11,114 +11,28 @@
 pub mod budget;
 pub mod export;
 pub mod gltf;
+pub mod material;
 pub mod math;
+pub mod tangents;
+pub mod texture;
 pub mod usd;
 pub mod usd_isolate;
 pub mod usd_write;
 pub mod usdc_guard;
 
-pub use budget::{MemoryEstimate, OverBudget};
-pub use gltf::{import_gltf, import_gltf_with_limits, ImportError, ImportLimits, DEFAULT_MEMORY_BUDGET};
+pub use budget::{MemoryEstimate, OverBudget, VertexExtras};
+pub use gltf::{
+    import_gltf, import_gltf_with_limits, ImportError, ImportLimits, DEFAULT_MEMORY_BUDGET,
+};
+pub use material::{
+    AlphaMode, Channel, Clearcoat, Filter, Material, Sheen, TextureRef, TextureUse, Transmission,
+    UvTransform, Volume, Wrap,
+};
+pub use texture::{ColorSpace, Texture};
 pub use usd::{import_usd, import_usd_with_limits, UsdEncoding, UsdImportError};
 pub use usd_write::{export_usda, export_usdz, UsdInstancing, UsdWriteOptions};
 
 use crate::math::{Aabb, Affine, Vec3};
-
-/// How a material's alpha is interpreted (glTF `alphaMode`).
-#[derive(Clone, Copy, Debug, PartialEq, Default)]
-pub enum AlphaMode {
-    #[default]
-    Opaque,
-    /// Alpha below the cutoff is fully transparent, above fully opaque.
-    Mask { cutoff: f32 },
-    /// Alpha is coverage: rays pass through with probability `1 - alpha`.
-    Blend,
-}
-
-/// A metallic-roughness material (glTF core model).
-#[derive(Clone, Debug, PartialEq)]
-pub struct Material {
-    pub name: Option<String>,
-    /// Linear RGBA base colour factor.
-    pub base_color: [f32; 4],
-    /// Index into [`Scene::textures`] of the sRGB base colour texture (UV set 0).
-    pub base_color_texture: Option<usize>,
-    pub metallic: f32,
-    pub roughness: f32,
-    /// Linear emitted radiance (factor times emissive strength).
-    pub emissive: [f32; 3],
-    pub alpha_mode: AlphaMode,
-    /// Weight of the dielectric specular coat over the diffuse base; 1 is glTF's default
-    /// (F0 = 0.04), 0 turns the material into a pure Lambertian reflector.
-    pub specular: f32,
-}
-
-impl Default for Material {
-    fn default() -> Self {
-        Material {
-            name: None,
-            base_color: [1.0, 1.0, 1.0, 1.0],
-            base_color_texture: None,
-            metallic: 1.0,
-            roughness: 1.0,
-            emissive: [0.0; 3],
-            alpha_mode: AlphaMode::Opaque,
-            specular: 1.0,
-        }
-    }
-}
-
-impl Material {
-    /// A plain diffuse material of the given linear albedo, with no specular coat.
-    pub fn lambertian(albedo: [f32; 3]) -> Material {
-        Material {
-            base_color: [albedo[0], albedo[1], albedo[2], 1.0],
-            metallic: 0.0,
-            roughness: 1.0,
-            specular: 0.0,
-            ..Material::default()
-        }
-    }
-
-    /// A material is opaque when no ray may pass through it.
-    pub fn is_opaque(&self) -> bool {
-        match self.alpha_mode {
-            AlphaMode::Opaque => true,
-            AlphaMode::Mask { .. } | AlphaMode::Blend => false,
-        }
-    }
-}
-
-/// A decoded texture in linear RGBA float.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Texture {
-    pub width: u32,
-    pub height: u32,
-    pub texels: Vec<[f32; 4]>,
-}
-
-impl Texture {
-    /// Bilinear lookup with repeat wrapping.
-    pub fn sample(&self, uv: [f32; 2]) -> [f32; 4] {
-        let (w, h) = (self.width as f32, self.height as f32);
-        let x = uv[0] * w - 0.5;
-        let y = uv[1] * h - 0.5;
-        let (x0, y0) = (x.floor(), y.floor());
-        let (fx, fy) = (x - x0, y - y0);
-        let wrap = |v: f32, n: u32| -> usize { (v as i64).rem_euclid(n as i64) as usize };
-        let (xa, xb) = (wrap(x0, self.width), wrap(x0 + 1.0, self.width));
-        let (ya, yb) = (wrap(y0, self.height), wrap(y0 + 1.0, self.height));
-        let t = |x: usize, y: usize| self.texels[y * self.width as usize + x];
-        let (a, b, c, d) = (t(xa, ya), t(xb, ya), t(xa, yb), t(xb, yb));
-        let mut out = [0.0; 4];
-        for i in 0..4 {
-            let top = a[i] + (b[i] - a[i]) * fx;
-            let bottom = c[i] + (d[i] - c[i]) * fx;
-            out[i] = top + (bottom - top) * fy;
-        }
-        out
-    }
-}
 
 /// A triangle mesh, stored once and placed by any number of [`Instance`]s.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -127,7 +41,14 @@ pub struct Mesh {
     pub positions: Vec<[f32; 3]>,
     /// Per-vertex shading normals; `None` means flat shading from the geometric normal.
     pub normals: Option<Vec<[f32; 3]>>,
+    /// The first UV set (glTF TEXCOORD_0, USD st), in glTF's convention (v down the image).
     pub uvs: Option<Vec<[f32; 2]>>,
+    /// The second UV set (glTF TEXCOORD_1), for textures whose [`TextureRef::uv_set`] is 1.
+    pub uvs1: Option<Vec<[f32; 2]>>,
+    /// Per-vertex tangents `[x, y, z, w]` for normal mapping: xyz along increasing u of the
+    /// normal map's UV set, `w` the sign of the bitangent `cross(n, t) * w` (glTF TANGENT, or
+    /// [`Mesh::generate_tangents`]).
+    pub tangents: Option<Vec<[f32; 4]>>,
     pub triangles: Vec<[u32; 3]>,
     /// Material index per triangle (glTF primitives are concatenated into one mesh).
     pub triangle_materials: Vec<u32>,
@@ -138,6 +59,32 @@ pub struct Mesh {
 impl Mesh {
     pub fn triangle_count(&self) -> usize {
         self.triangles.len()
+    }
+
+    /// The UV set `set` (0 or 1), if the mesh has it.
+    pub fn uv_set(&self, set: u32) -> Option<&[[f32; 2]]> {
+        match set {
+            0 => self.uvs.as_deref(),
+            1 => self.uvs1.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Fills [`Mesh::tangents`] from UV set `set` when the mesh has none (see [`tangents`]).
+    /// Does nothing without that UV set.
+    pub fn generate_tangents(&mut self, set: u32) {
+        if self.tangents.is_some() {
+            return;
+        }
+        let Some(uvs) = self.uv_set(set) else {
+            return;
+        };
+        self.tangents = Some(tangents::generate_tangents(
+            &self.positions,
+            self.normals.as_deref(),
+            uvs,
+            &self.triangles,
+        ));
     }
 
     /// Recomputes [`Mesh::bounds`] from the positions.

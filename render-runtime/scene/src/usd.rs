@@ -1515,6 +1515,7 @@ fn preview_surface_material(
         }),
         alpha_mode,
         specular: 1.0,
+        ..Material::default()
     }
 }
 
