@@ -30,11 +30,18 @@ up: build
 down:
     {{lightbox}} down
 
-# Run every test: unit tests and integration tests, which start and stop their own servers.
-# The Cycles engine's tests need Blender's Python module, installed once into .tools/bpy.
+# The Cycles engine's tests need Blender's Python module, installed once into .tools/bpy; the
+# integration tests and the Python client's tests (clients/python) start and stop their own servers.
+# Run every test: Rust unit and integration tests, then the Python client's tests.
 test: build
     bash tools/setup-bpy.sh
     cargo test --workspace --no-fail-fast
+    bash clients/python/run-tests.sh
+
+# Installs its pinned packages into .tools/pyclient-venv on first use; ARGS go to pytest.
+# The Python client's tests against real servers and the function binaries, as the `backend` user.
+test-python *ARGS: build
+    bash clients/python/run-tests.sh {{ARGS}}
 
 # Formatting and lints, as CI wants them.
 lint:
