@@ -4,13 +4,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use lightbox_tests::{local_store, worker_config, NatsServer, TempDir};
-use serde::Deserialize;
 use lightbox_runtime::client::{Client, SubmitError};
 use lightbox_runtime::events::JobState;
-use lightbox_runtime::job::{Envelope, Function};
+use lightbox_runtime::job::{Envelope, Function, JobId};
+use lightbox_runtime::locks::Locks;
+use lightbox_runtime::requests::TessellateRequest;
 use lightbox_runtime::worker::{Handler, Job, Outcome, Worker};
-use lightbox_runtime::JobError;
+use lightbox_runtime::{JobError, ObjectKey};
+use lightbox_tests::{local_store, worker_config, NatsServer, TempDir};
+use serde::Deserialize;
 
 /// A request for the test handler: sleep, then succeed, fail or panic as asked.
 #[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
@@ -101,6 +103,11 @@ async fn start(setup: &Setup, handler: TestHandler, concurrency: usize) -> Worke
         "convert",
         concurrency,
     );
+    Worker::start(config, handler).await.expect("worker starts")
+}
+
+async fn start_handler<H: Handler>(setup: &Setup, queue: &str, handler: H) -> Worker {
+    let config = worker_config(&setup.nats, local_store(&setup._store), queue, 1);
     Worker::start(config, handler).await.expect("worker starts")
 }
 
@@ -581,4 +588,278 @@ async fn a_full_queue_refuses_new_jobs_with_a_clear_error() {
     // Other queues are unaffected.
     let other = Envelope::new(Function::Tessellate, serde_json::json!({}));
     setup.client.submit("tessellate", &other).await.unwrap();
+}
+
+/// A request for the handler that needs another job first.
+#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
+#[serde(default)]
+struct ContinuingRequest {
+    /// The input the job run first is asked to read (`inputs/fail.step` makes it fail).
+    input: String,
+    /// Set on the continuation: the job that ran first.
+    first_done_by: Option<String>,
+}
+
+/// A convert-queue handler that runs a tessellate job first and finishes when continued.
+#[derive(Clone, Default)]
+struct ContinuingHandler {
+    runs: Arc<AtomicUsize>,
+}
+
+impl Handler for ContinuingHandler {
+    type Request = ContinuingRequest;
+    const FUNCTION: Function = Function::Convert;
+    const DEFAULT_QUEUE: &'static str = "convert";
+    const DEFAULT_CONCURRENCY: usize = 1;
+
+    async fn handle(&self, job: Job<ContinuingRequest>) -> Result<Outcome, JobError> {
+        self.runs.fetch_add(1, Ordering::SeqCst);
+        let Job { request, ctx } = job;
+        if let Some(first) = &request.first_done_by {
+            return Ok(Outcome {
+                result: serde_json::json!({ "first": first }),
+                ..Outcome::default()
+            });
+        }
+        let first = TessellateRequest {
+            input: ObjectKey::new(request.input.clone()).unwrap(),
+            output: None,
+            linear_deflection: Some(0.001),
+            angular_deflection: None,
+        };
+        let continued = |id: JobId| ContinuingRequest {
+            first_done_by: Some(id.to_string()),
+            ..request.clone()
+        };
+        let id = ctx.run_first(&first, continued).await?;
+        // Asking again (as a redelivery of this job would) names the same job and queues no
+        // second one.
+        let again = ctx.run_first(&first, continued).await?;
+        assert_eq!(id, again, "a repeated request names the same job");
+        Ok(Outcome::waiting_for(id))
+    }
+}
+
+/// A stand-in tessellate function that records what it was asked.
+#[derive(Clone, Default)]
+struct RecordingTessellate {
+    seen: Arc<std::sync::Mutex<Vec<(String, TessellateRequest)>>>,
+}
+
+impl Handler for RecordingTessellate {
+    type Request = TessellateRequest;
+    const FUNCTION: Function = Function::Tessellate;
+    const DEFAULT_QUEUE: &'static str = "tessellate";
+    const DEFAULT_CONCURRENCY: usize = 1;
+
+    async fn handle(&self, job: Job<TessellateRequest>) -> Result<Outcome, JobError> {
+        let fail = job.request.input.as_str() == "inputs/fail.step";
+        self.seen
+            .lock()
+            .unwrap()
+            .push((job.ctx.id.to_string(), job.request));
+        if fail {
+            return Err(JobError::permanent("asked to fail"));
+        }
+        Ok(Outcome::default())
+    }
+}
+
+#[tokio::test]
+async fn a_job_runs_another_first_through_the_runtime_and_continues_with_the_new_request() {
+    let setup = setup().await;
+    let continuing = ContinuingHandler::default();
+    let tessellate = RecordingTessellate::default();
+    let worker = start_handler(&setup, "convert", continuing.clone()).await;
+    let first_worker = start_handler(&setup, "tessellate", tessellate.clone()).await;
+
+    let envelope = Envelope::new(
+        Function::Convert,
+        ContinuingRequest {
+            input: "inputs/part.step".into(),
+            first_done_by: None,
+        },
+    );
+    let trace = lightbox_runtime::telemetry::TraceParent::parse(
+        "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    )
+    .unwrap();
+    setup
+        .client
+        .submit_raw(
+            "convert",
+            &envelope.id.to_string(),
+            Bytes::from(envelope.to_json()),
+            Some(&trace),
+        )
+        .await
+        .unwrap();
+    let mut states = Vec::new();
+    let event = setup
+        .client
+        .wait(&envelope.id.to_string(), Duration::from_secs(30), |e| {
+            states.push(e.state)
+        })
+        .await
+        .unwrap();
+    assert_eq!(event.state, JobState::Succeeded, "{event:?}");
+    assert!(states.contains(&JobState::Waiting), "{states:?}");
+    let first_id = event.result.as_ref().unwrap()["first"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    // The id the handler got is the id of the job that ran; it ran once, with the typed request.
+    let first = setup.client.status(&first_id).await.unwrap().unwrap();
+    assert_eq!(first.state, JobState::Succeeded, "{first:?}");
+    assert_eq!(first.function, "tessellate");
+    assert_eq!(
+        first.trace_id.as_deref(),
+        Some("0af7651916cd43dd8448eb211c80319c"),
+        "the trace continues into the job run first"
+    );
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let seen = tessellate.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 1, "{seen:?}");
+    assert_eq!(seen[0].0, first_id);
+    assert_eq!(seen[0].1.input.as_str(), "inputs/part.step");
+    assert_eq!(seen[0].1.linear_deflection, Some(0.001));
+    // Once waiting, once continued.
+    assert_eq!(continuing.runs.load(Ordering::SeqCst), 2);
+    assert_eq!(jobs_left(&setup.client).await, 0);
+
+    // When the job run first fails for good, the job that waited for it fails with the reason.
+    let doomed = Envelope::new(
+        Function::Convert,
+        ContinuingRequest {
+            input: "inputs/fail.step".into(),
+            first_done_by: None,
+        },
+    );
+    setup.client.submit("convert", &doomed).await.unwrap();
+    let event = setup
+        .client
+        .wait(&doomed.id.to_string(), Duration::from_secs(30), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(event.state, JobState::Failed, "{event:?}");
+    let error = event.error.unwrap();
+    assert_eq!(error.kind, "permanent");
+    assert!(
+        error
+            .message
+            .contains("which this job waited for, failed: asked to fail"),
+        "{}",
+        error.message
+    );
+    worker.shutdown().await.unwrap();
+    first_worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_deleted_consumer_is_bound_again_without_waiting_for_missed_heartbeats() {
+    let setup = setup().await;
+    let handler = TestHandler::default();
+    let worker = start(&setup, handler.clone(), 1).await;
+    // Let the worker's pull request reach the server, then delete its consumer under it.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    setup
+        .client
+        .infra
+        .jobs
+        .delete_consumer("convert")
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let deleted_at = std::time::Instant::now();
+    let id = setup
+        .client
+        .submit("convert", &job(TestRequest::default()))
+        .await
+        .unwrap();
+    let event = setup
+        .client
+        .wait(&id.to_string(), Duration::from_secs(20), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(event.state, JobState::Succeeded);
+    // Missing heartbeats would be noticed only after 6 s; the server's 409 is acted on at once.
+    let took = deleted_at.elapsed();
+    assert!(
+        took < Duration::from_secs(4),
+        "the consumer was bound again only after {took:?}"
+    );
+    worker.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_job_larger_than_a_message_may_be_is_refused_as_too_large() {
+    let setup = setup().await;
+    // nats-server's max_payload and the JOBS stream's max_msg_size are both 1 MiB.
+    let envelope = Envelope::new(
+        Function::Convert,
+        serde_json::json!({ "padding": "x".repeat(2 * 1024 * 1024) }),
+    );
+    let err = setup.client.submit("convert", &envelope).await.unwrap_err();
+    assert!(matches!(err, SubmitError::TooLarge { .. }), "{err}");
+    assert!(err.to_string().contains("too large to queue"), "{err}");
+}
+
+#[tokio::test]
+async fn a_lock_is_held_by_one_holder_until_released_and_release_spares_a_later_holder() {
+    let setup = setup().await;
+    let js = setup.client.js.clone();
+    let overrides = lightbox_runtime::infra::Overrides::default();
+    let first = Locks::open(&js, &overrides).await.unwrap();
+    let second = Locks::open(&js, &overrides).await.unwrap();
+    assert!(first.lifetime() > Duration::ZERO);
+
+    let held = first.try_acquire("part-a", "job-1").await.unwrap().unwrap();
+    assert_eq!(held.name(), "part-a");
+    assert!(second
+        .try_acquire("part-a", "job-2")
+        .await
+        .unwrap()
+        .is_none());
+    // Other names are independent.
+    let other = second
+        .try_acquire("part-b", "job-2")
+        .await
+        .unwrap()
+        .unwrap();
+    held.release().await.unwrap();
+    let taken_over = second
+        .try_acquire("part-a", "job-2")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(first
+        .try_acquire("part-a", "job-3")
+        .await
+        .unwrap()
+        .is_none());
+
+    // A stale holder (its lock expired and was taken again) releases nothing of the new one.
+    let kv = js
+        .get_key_value(lightbox_runtime::infra::LOCKS_BUCKET)
+        .await
+        .unwrap();
+    kv.purge("part-b").await.unwrap();
+    let new_holder = first.try_acquire("part-b", "job-4").await.unwrap().unwrap();
+    other.release().await.unwrap();
+    assert!(
+        second
+            .try_acquire("part-b", "job-5")
+            .await
+            .unwrap()
+            .is_none(),
+        "releasing a lost lock must not free the new holder's"
+    );
+    new_holder.release().await.unwrap();
+    taken_over.release().await.unwrap();
+    assert!(first
+        .try_acquire("part-b", "job-6")
+        .await
+        .unwrap()
+        .is_some());
 }

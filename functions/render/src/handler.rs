@@ -214,7 +214,7 @@ async fn put_or_undo(
 ) -> Result<(), JobError> {
     if let Err(err) = ctx.store.put(key, Bytes::copy_from_slice(bytes)).await {
         undo(ctx, written).await;
-        return Err(err);
+        return Err(err.into());
     }
     written.push(key.clone());
     Ok(())

@@ -1,11 +1,9 @@
 //! Input resolution: a USD master, the model itself, or a STEP file through the tessellation cache
 //! (or a tessellate job that continues this one).
 
-use bytes::Bytes;
-use lightbox_runtime::job::{Continuation, Envelope};
-use lightbox_runtime::requests::{RenderRequest, TessellationParams};
+use lightbox_runtime::requests::{RenderRequest, TessellateRequest, TessellationParams};
 use lightbox_runtime::worker::JobContext;
-use lightbox_runtime::{Function, JobError, ObjectKey};
+use lightbox_runtime::{JobError, ObjectKey};
 use serde::Serialize;
 use tracing::info;
 
@@ -118,41 +116,28 @@ pub(crate) async fn resolve_source(
     }
 }
 
-/// Publishes a tessellate job that writes the cached GLB and then continues this render job.
+/// Asks the runtime to run a tessellate job that writes the cached GLB and then continues this
+/// render job, naming the tessellate job in the continued request.
 async fn request_tessellation(
     ctx: &JobContext,
     request: &RenderRequest,
     params: &TessellationParams,
     cached: &ObjectKey,
 ) -> Result<String, JobError> {
-    let mut continued = (*ctx.envelope).clone();
-    let mut continued_request = request.clone();
-    continued_request.tessellated_by = Some(format!("tessellate-for-{}", ctx.id));
-    continued.request = serde_json::to_value(&continued_request)
-        .map_err(|err| JobError::permanent(err.to_string()))?;
-    let tessellate_request = serde_json::json!({
-        "input": request.model,
-        "output": cached,
-        "linear_deflection": params.linear_deflection,
-        "angular_deflection": params.angular_deflection,
-    });
-    let mut envelope = Envelope::new(Function::Tessellate, tessellate_request);
-    envelope.then = Some(Continuation {
-        subject: ctx.queue.clone(),
-        job: serde_json::to_value(&continued)
-            .map_err(|err| JobError::permanent(err.to_string()))?,
-    });
-    let id = envelope.id.to_string();
-    let mut headers = async_nats::HeaderMap::new();
-    // One tessellation request per render job, however often this job is redelivered.
-    headers.insert("Nats-Msg-Id", format!("tessellate-for-{}", ctx.id).as_str());
-    headers.insert("traceparent", ctx.trace.child().header().as_str());
-    let js = async_nats::jetstream::new(ctx.client.clone());
-    js.publish_with_headers("tessellate", headers, Bytes::from(envelope.to_json()))
-        .await
-        .map_err(|err| JobError::retryable(format!("could not request tessellation: {err}")))?
-        .await
-        .map_err(|err| JobError::retryable(format!("could not request tessellation: {err}")))?;
+    let tessellate = TessellateRequest {
+        input: request.model.clone(),
+        output: Some(cached.clone()),
+        linear_deflection: params.linear_deflection,
+        angular_deflection: params.angular_deflection,
+    };
+    // One tessellate job per render job, however often this job is delivered: the runtime
+    // derives its id (and dedupe id) from this job and the request.
+    let id = ctx
+        .run_first(&tessellate, |tessellate_id| RenderRequest {
+            tessellated_by: Some(tessellate_id.to_string()),
+            ..request.clone()
+        })
+        .await?;
     info!(tessellate_job = %id, model = %request.model, "requested tessellation; this job continues when it is done");
-    Ok(id)
+    Ok(id.to_string())
 }

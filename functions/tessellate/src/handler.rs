@@ -3,28 +3,24 @@
 //! content key.
 //!
 //! Concurrent requests for the same content mesh once: jobs in one process queue on an in-process
-//! gate per cache key, and processes take a lock in the KV bucket `tessellate_locks`
-//! (`infra/nats/tessellate-locks.kv.json`) with `create`, which only one of them wins. Entries
-//! expire after the bucket's `max_age`, so a holder that died frees its lock; waiters poll the
-//! cache and take over when the lock is gone.
+//! gate per cache key, and processes take a runtime lock (`ctx.locks()`: KV bucket
+//! `tessellate_locks` from `infra/nats/tessellate-locks.kv.json`), which only one of them wins.
+//! Locks expire after the bucket's `max_age`, so a holder that died frees its lock; waiters poll
+//! the cache and take over when the lock is gone.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::jetstream::{self, kv};
 use bytes::Bytes;
-use serde::Deserialize;
 use lightbox_runtime::config::{env_bool, env_parse};
+use lightbox_runtime::locks::{Lock, Locks};
 use lightbox_runtime::requests::TessellateRequest;
 use lightbox_runtime::worker::{Handler, Job, JobContext, Outcome};
-use lightbox_runtime::{Function, JobError, ObjectKey};
+use lightbox_runtime::{Function, JobError, ObjectKey, StoreError};
 use tracing::{info, warn};
 
 use crate::{cache_key, glb, tessellate_bytes, Isolation, Stats, TessellateParams};
-
-/// The lock bucket's committed definition.
-pub const LOCKS_KV_JSON: &str = include_str!("../../../infra/nats/tessellate-locks.kv.json");
 
 /// Limits of one tessellation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,7 +72,6 @@ pub struct TessellateHandler {
     pub isolation: Isolation,
     /// In-process single flight: one gate per cache key being produced.
     gates: Mutex<HashMap<ObjectKey, Arc<tokio::sync::Mutex<()>>>>,
-    locks: tokio::sync::OnceCell<kv::Store>,
 }
 
 impl TessellateHandler {
@@ -85,7 +80,6 @@ impl TessellateHandler {
             limits,
             isolation,
             gates: Mutex::new(HashMap::new()),
-            locks: tokio::sync::OnceCell::new(),
         }
     }
 
@@ -111,60 +105,40 @@ impl TessellateHandler {
         }
     }
 
-    async fn lock_bucket(&self, client: &async_nats::Client) -> Result<&kv::Store, JobError> {
-        self.locks
-            .get_or_try_init(|| async {
-                let config = locks_config().map_err(JobError::permanent)?;
-                jetstream::new(client.clone())
-                    .create_or_update_key_value(config)
-                    .await
-                    .map_err(|err| {
-                        JobError::retryable(format!("creating KV bucket tessellate_locks: {err}"))
-                    })
-            })
-            .await
-    }
-
     /// The cached GLB, if it exists.
     async fn cached(&self, ctx: &JobContext, key: &ObjectKey) -> Result<Option<Bytes>, JobError> {
         if !ctx.store.exists(key).await? {
             return Ok(None);
         }
-        ctx.store.get(key, None).await.map(Some)
+        Ok(Some(ctx.store.get(key, None).await?))
     }
 
     /// Takes the cross-process lock for `key`, or waits until the GLB appears. Returns the GLB
     /// when another process produced it, or `None` when this job should produce it (it then
-    /// holds the lock, or the wait passed the lock's lifetime).
+    /// holds the returned lock, or the wait passed the lock's lifetime).
     async fn lock_or_wait(
         &self,
         ctx: &JobContext,
-        locks: &kv::Store,
+        locks: &Locks,
         lock: &str,
         key: &ObjectKey,
-    ) -> Result<(Option<Bytes>, bool), JobError> {
+    ) -> Result<(Option<Bytes>, Option<Lock>), JobError> {
         let owner = format!("{}", ctx.id);
         let give_up = Instant::now() + self.limits.timeout + Duration::from_secs(30);
         loop {
-            match locks.create(lock, Bytes::from(owner.clone())).await {
-                Ok(_) => return Ok((None, true)),
-                Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {}
-                Err(err) => {
-                    return Err(JobError::retryable(format!(
-                        "taking tessellate lock {lock}: {err}"
-                    )))
-                }
+            if let Some(held) = locks.try_acquire(lock, &owner).await? {
+                return Ok((None, Some(held)));
             }
             if ctx.is_cancelled() {
                 return Err(JobError::Cancelled);
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
             if let Some(glb) = self.cached(ctx, key).await? {
-                return Ok((Some(glb), false));
+                return Ok((Some(glb), None));
             }
             if Instant::now() > give_up {
                 warn!(%lock, "tessellate lock held too long; producing the GLB here");
-                return Ok((None, false));
+                return Ok((None, None));
             }
         }
     }
@@ -179,9 +153,9 @@ impl TessellateHandler {
         if let Some(glb) = self.cached(ctx, key).await? {
             return Ok((glb, None));
         }
-        let locks = self.lock_bucket(&ctx.client).await?;
+        let locks = ctx.locks().await?;
         let lock = key.file_name().trim_end_matches(".glb").to_owned();
-        let (found, owned) = self.lock_or_wait(ctx, locks, &lock, key).await?;
+        let (found, held) = self.lock_or_wait(ctx, &locks, &lock, key).await?;
         if let Some(glb) = found {
             return Ok((glb, None));
         }
@@ -204,41 +178,13 @@ impl TessellateHandler {
             Ok((glb, Some(done.stats)))
         }
         .await;
-        if owned {
-            if let Err(err) = locks.delete(&lock).await {
+        if let Some(held) = held {
+            if let Err(err) = held.release().await {
                 warn!(%lock, error = %err, "could not release tessellate lock; it expires");
             }
         }
         result
     }
-}
-
-#[derive(Deserialize)]
-struct KvFile {
-    bucket: String,
-    description: String,
-    history: i64,
-    max_age: u64,
-    max_value_size: i32,
-    storage: jetstream::stream::StorageType,
-    num_replicas: usize,
-}
-
-/// The lock bucket's configuration from `infra/nats/tessellate-locks.kv.json`, with
-/// `LIGHTBOX_NATS_REPLICAS` applied.
-pub fn locks_config() -> Result<kv::Config, String> {
-    let file: KvFile = serde_json::from_str(LOCKS_KV_JSON)
-        .map_err(|err| format!("parsing tessellate-locks.kv.json: {err}"))?;
-    Ok(kv::Config {
-        bucket: file.bucket,
-        description: file.description,
-        history: file.history,
-        max_age: Duration::from_nanos(file.max_age),
-        max_value_size: file.max_value_size,
-        storage: file.storage,
-        num_replicas: env_parse("LIGHTBOX_NATS_REPLICAS", file.num_replicas),
-        ..Default::default()
-    })
 }
 
 impl Handler for TessellateHandler {
@@ -259,10 +205,10 @@ impl Handler for TessellateHandler {
             .get(&request.input, Some(self.limits.max_input_bytes))
             .await
             .map_err(|err| match err {
-                JobError::Permanent { message } if message.contains("over the limit") => {
-                    JobError::permanent(format!("{message} (LIGHTBOX_TESSELLATE_MAX_INPUT_BYTES)"))
+                StoreError::TooLarge { .. } => {
+                    JobError::permanent(format!("{err} (LIGHTBOX_TESSELLATE_MAX_INPUT_BYTES)"))
                 }
-                other => other,
+                other => JobError::from(other),
             })?;
         let fetch_ms = fetch_start.elapsed().as_secs_f64() * 1000.0;
         // Refuse what is plainly no STEP file before starting OCCT or taking locks.

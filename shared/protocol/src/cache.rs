@@ -4,8 +4,8 @@
 
 use sha2::{Digest, Sha256};
 
-use crate::requests::TessellationParams;
 use crate::key::ObjectKey;
+use crate::requests::TessellationParams;
 
 /// Bumped whenever tessellation output changes for the same input and parameters.
 pub const TESSELLATOR_VERSION: &str = "occt-7.6-lightbox-1";

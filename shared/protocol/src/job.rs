@@ -24,6 +24,25 @@ impl JobId {
     pub fn new() -> Self {
         Self(Uuid::now_v7())
     }
+
+    /// The id of a job that `parent` asks for, named by `salt` (what the job is): the same
+    /// parent and salt always give the same id, so a parent that is delivered again asks for
+    /// the same job, and the id it reports is the one that job really has. Still a UUID v7,
+    /// carrying the parent's timestamp, so it sorts next to the parent.
+    pub fn derived(parent: JobId, salt: &[u8]) -> Self {
+        use sha2::{Digest, Sha256};
+        let digest = Sha256::new()
+            .chain_update(parent.0.as_bytes())
+            .chain_update(salt)
+            .finalize();
+        let head = parent.0.as_bytes();
+        let millis = head[..6]
+            .iter()
+            .fold(0u64, |millis, byte| (millis << 8) | u64::from(*byte));
+        let mut random = [0u8; 10];
+        random.copy_from_slice(&digest[..10]);
+        Self(uuid::Builder::from_unix_timestamp_millis(millis, &random).into_uuid())
+    }
 }
 
 impl Default for JobId {
@@ -224,6 +243,22 @@ mod tests {
         assert_eq!(first.0.get_version_num(), 7);
         assert!(first < second);
         assert_eq!(first.to_string().parse::<JobId>().unwrap(), first);
+    }
+
+    #[test]
+    fn derived_ids_are_stable_distinct_v7_and_sort_with_their_parent() {
+        let parent = JobId::new();
+        let child = JobId::derived(parent, b"tessellate");
+        assert_eq!(child, JobId::derived(parent, b"tessellate"));
+        assert_ne!(child, JobId::derived(parent, b"convert"));
+        assert_ne!(child, JobId::derived(JobId::new(), b"tessellate"));
+        assert_ne!(child, parent);
+        assert_eq!(child.0.get_version_num(), 7);
+        assert_eq!(
+            child.0.get_timestamp().map(|t| t.to_unix()),
+            parent.0.get_timestamp().map(|t| t.to_unix()),
+            "a derived id carries its parent's time"
+        );
     }
 
     #[test]

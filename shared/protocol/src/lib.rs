@@ -19,3 +19,4 @@ pub use error::JobError;
 pub use job::{Envelope, Function, JobId};
 pub use key::ObjectKey;
 pub use queue::Queue;
+pub use requests::JobRequest;

@@ -4,7 +4,40 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::job::Function;
 use crate::key::ObjectKey;
+use crate::queue::Queue;
+
+/// A request type with the function that serves it and the queue it goes on: what lets a
+/// handler ask for another job by its typed request (the runtime's `JobContext::run_first`)
+/// without naming a subject or a function by hand.
+pub trait JobRequest: Serialize {
+    /// The function that runs this request.
+    const FUNCTION: Function;
+    /// The work queue this request goes on (for renders, the one routing rule).
+    fn queue(&self) -> Queue;
+}
+
+impl JobRequest for ConvertRequest {
+    const FUNCTION: Function = Function::Convert;
+    fn queue(&self) -> Queue {
+        Queue::Convert
+    }
+}
+
+impl JobRequest for RenderRequest {
+    const FUNCTION: Function = Function::Render;
+    fn queue(&self) -> Queue {
+        RenderRequest::queue(self)
+    }
+}
+
+impl JobRequest for TessellateRequest {
+    const FUNCTION: Function = Function::Tessellate;
+    fn queue(&self) -> Queue {
+        Queue::Tessellate
+    }
+}
 
 /// Output formats of the convert function: images (from PNG, JPEG or WebP input) and models
 /// (from GLB or USD input).
@@ -249,7 +282,11 @@ mod tests {
             ),
         ];
         for (outputs, queue) in cases {
-            assert_eq!(request(outputs.clone()).queue().as_str(), queue, "{outputs}");
+            assert_eq!(
+                request(outputs.clone()).queue().as_str(),
+                queue,
+                "{outputs}"
+            );
         }
         let with_key =
             request(serde_json::json!([{"output": "outputs/x.png", "width": 64, "seed": 3}]));
@@ -259,6 +296,34 @@ mod tests {
         );
         assert_eq!(with_key.outputs[0].spec["seed"], 3);
         assert!(!with_key.outputs[0].spec.contains_key("output"));
+    }
+
+    #[test]
+    fn every_request_goes_to_a_queue_of_its_own_function() {
+        fn check<R: JobRequest>(request: &R) {
+            assert_eq!(request.queue().function(), R::FUNCTION);
+        }
+        let key = ObjectKey::new("inputs/a.step").unwrap();
+        check(&TessellateRequest {
+            input: key.clone(),
+            output: None,
+            linear_deflection: None,
+            angular_deflection: None,
+        });
+        check(&ConvertRequest {
+            input: key.clone(),
+            output: None,
+            format: ImageFormat::Png,
+            quality: None,
+            lossless: false,
+            resize: None,
+        });
+        let heavy: RenderRequest = serde_json::from_value(
+            serde_json::json!({"model": "models/a.glb", "outputs": [{"width": 2048}]}),
+        )
+        .unwrap();
+        check(&heavy);
+        assert_eq!(JobRequest::queue(&heavy), Queue::RenderHeavy);
     }
 
     #[test]

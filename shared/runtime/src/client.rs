@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use anyhow::Context as _;
-use async_nats::jetstream::{self, consumer, context::PublishErrorKind};
+use async_nats::jetstream::context::{PublishError, PublishErrorKind};
+use async_nats::jetstream::{self, consumer, ErrorCode};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -26,12 +27,47 @@ pub enum SubmitError {
     /// The queue hit its message, byte or per-subject limit (discard-new): back off and retry.
     #[error("queue {subject} is full ({detail}); try again later")]
     QueueFull { subject: String, detail: String },
+    /// The job is larger than a message may be (the server's `max_payload` or the stream's
+    /// `max_msg_size`): it can never be queued as it is.
+    #[error("job for {subject} is too large to queue ({detail})")]
+    TooLarge { subject: String, detail: String },
     #[error("could not publish to {subject}: {source}")]
     Publish {
         subject: String,
         #[source]
         source: anyhow::Error,
     },
+}
+
+impl SubmitError {
+    /// Classifies a refused publish by what the client and the server say in code: the
+    /// client's error kind and the JetStream API error code of the server's answer.
+    fn from_publish(subject: &str, err: PublishError) -> Self {
+        let api_code = std::error::Error::source(&err)
+            .and_then(|source| source.downcast_ref::<jetstream::Error>())
+            .map(jetstream::Error::error_code);
+        let subject = subject.to_owned();
+        match (err.kind(), api_code) {
+            // Under discard-new, a stream at its message, byte or per-subject limit refuses the
+            // message with "stream store failed" (10077); a server out of storage answers
+            // "insufficient resources" (10023). Both pass once workers drain the queue.
+            (_, Some(ErrorCode::STREAM_STORE_FAILED | ErrorCode::INSUFFICIENT_RESOURCES)) => {
+                SubmitError::QueueFull {
+                    subject,
+                    detail: err.to_string(),
+                }
+            }
+            (PublishErrorKind::MaxPayloadExceeded, _)
+            | (_, Some(ErrorCode::STREAM_MESSAGE_EXCEEDS_MAXIMUM)) => SubmitError::TooLarge {
+                subject,
+                detail: err.to_string(),
+            },
+            _ => SubmitError::Publish {
+                subject,
+                source: err.into(),
+            },
+        }
+    }
 }
 
 /// One queue's depth as an operator sees it.
@@ -122,36 +158,12 @@ impl Client {
         headers.insert("Nats-Msg-Id", msg_id);
         let trace = trace.cloned().unwrap_or_else(TraceParent::new_root);
         headers.insert("traceparent", trace.header().as_str());
-        let ack = self
-            .js
+        self.js
             .publish_with_headers(subject.to_owned(), headers, payload.clone())
             .await
-            .map_err(|err| SubmitError::Publish {
-                subject: subject.into(),
-                source: err.into(),
-            })?
-            .await;
-        match ack {
-            Ok(_) => {}
-            Err(err) => {
-                let text = err.to_string();
-                let lowered = text.to_ascii_lowercase();
-                let full = lowered.contains("maximum")
-                    || lowered.contains("exceeded")
-                    || lowered.contains("limit");
-                return Err(if full && err.kind() != PublishErrorKind::TimedOut {
-                    SubmitError::QueueFull {
-                        subject: subject.into(),
-                        detail: text,
-                    }
-                } else {
-                    SubmitError::Publish {
-                        subject: subject.into(),
-                        source: err.into(),
-                    }
-                });
-            }
-        }
+            .map_err(|err| SubmitError::from_publish(subject, err))?
+            .await
+            .map_err(|err| SubmitError::from_publish(subject, err))?;
         // Record `queued` only if no worker has reported yet (create fails if the key exists).
         if let Ok(envelope) = crate::job::parse_envelope(&payload) {
             let event = JobEvent::new(

@@ -1,44 +1,17 @@
 //! Configuration from the environment. Every variable is documented in README's Configuration table.
 
-use std::str::FromStr;
+use std::fmt;
 use std::time::Duration;
 
+use crate::env::env_opt;
 use crate::store::StoreConfig;
 
-/// Reads a variable or returns the default.
-pub fn env_or(name: &str, default: &str) -> String {
-    std::env::var(name)
-        .ok()
-        .filter(|v| !v.is_empty())
-        .unwrap_or_else(|| default.to_owned())
-}
+// Callers read their own settings through `lightbox_runtime::config::env_*`; the functions live
+// in the leaf module `env`, which `store` uses too.
+pub use crate::env::{env_bool, env_or, env_parse};
 
-/// Reads and parses a variable; an unparsable value falls back to the default with a warning.
-pub fn env_parse<T: FromStr>(name: &str, default: T) -> T {
-    match std::env::var(name) {
-        Ok(text) if !text.is_empty() => text.parse().unwrap_or_else(|_| {
-            eprintln!("lightbox: ignoring {name}={text:?}: not a valid value");
-            default
-        }),
-        _ => default,
-    }
-}
-
-/// Reads a boolean (`1`, `true`, `yes`, `on` are true).
-pub fn env_bool(name: &str, default: bool) -> bool {
-    match std::env::var(name) {
-        Ok(text) if !text.is_empty() => {
-            matches!(
-                text.to_ascii_lowercase().as_str(),
-                "1" | "true" | "yes" | "on"
-            )
-        }
-        _ => default,
-    }
-}
-
-/// How to reach NATS.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// How to reach NATS. `Debug` never prints the password.
+#[derive(Clone, PartialEq, Eq)]
 pub struct NatsConfig {
     pub url: String,
     /// A `.creds` file (JWT + nkey seed) for decentralised auth.
@@ -52,6 +25,22 @@ pub struct NatsConfig {
     pub bind_only: bool,
     /// Inbox prefix for replies, so a server config can give each user its own reply space.
     pub inbox_prefix: Option<String>,
+}
+
+impl fmt::Debug for NatsConfig {
+    // Secrets never reach logs, not even through debug output. The creds file is a path, not
+    // its contents, and says which identity is used.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsConfig")
+            .field("url", &self.url)
+            .field("creds_file", &self.creds_file)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("replicas", &self.replicas)
+            .field("bind_only", &self.bind_only)
+            .field("inbox_prefix", &self.inbox_prefix)
+            .finish()
+    }
 }
 
 impl Default for NatsConfig {
@@ -72,16 +61,12 @@ impl NatsConfig {
     pub fn from_env() -> Self {
         Self {
             url: env_or("NATS_URL", "nats://127.0.0.1:4222"),
-            creds_file: std::env::var("NATS_CREDS").ok().filter(|v| !v.is_empty()),
-            user: std::env::var("NATS_USER").ok().filter(|v| !v.is_empty()),
-            password: std::env::var("NATS_PASSWORD")
-                .ok()
-                .filter(|v| !v.is_empty()),
+            creds_file: env_opt("NATS_CREDS"),
+            user: env_opt("NATS_USER"),
+            password: env_opt("NATS_PASSWORD"),
             replicas: env_parse("LIGHTBOX_NATS_REPLICAS", 1),
             bind_only: env_bool("LIGHTBOX_BIND_ONLY", false),
-            inbox_prefix: std::env::var("NATS_INBOX_PREFIX")
-                .ok()
-                .filter(|v| !v.is_empty()),
+            inbox_prefix: env_opt("NATS_INBOX_PREFIX"),
         }
     }
 
@@ -118,7 +103,8 @@ impl NatsConfig {
     }
 }
 
-/// Everything a worker process needs to run.
+/// Everything a worker process needs to run. Its `Debug` prints no secret: the NATS and store
+/// settings inside redact their own.
 #[derive(Debug, Clone)]
 pub struct WorkerConfig {
     pub nats: NatsConfig,
@@ -181,4 +167,69 @@ fn default_instance_name(queue: &str) -> String {
         .map(|h| h.trim().to_owned())
         .unwrap_or_else(|_| "host".into());
     format!("{host}-{}", queue.replace('.', "-"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{S3Settings, StoreBackend};
+
+    fn nats_with_password() -> NatsConfig {
+        NatsConfig {
+            user: Some("render".into()),
+            password: Some("hunter2-nats-password".into()),
+            creds_file: Some("/run/secrets/render.creds".into()),
+            ..NatsConfig::default()
+        }
+    }
+
+    #[test]
+    fn nats_config_never_prints_its_password() {
+        let printed = format!("{:?}", nats_with_password());
+        assert!(!printed.contains("hunter2-nats-password"), "{printed}");
+        assert!(
+            printed.contains("<redacted>") && printed.contains("render"),
+            "{printed}"
+        );
+        let pretty = format!("{:#?}", nats_with_password());
+        assert!(!pretty.contains("hunter2-nats-password"), "{pretty}");
+    }
+
+    #[test]
+    fn worker_config_never_prints_nats_or_store_secrets() {
+        let config = WorkerConfig {
+            nats: nats_with_password(),
+            store: StoreConfig {
+                backend: StoreBackend::S3(S3Settings {
+                    endpoint: Some("http://127.0.0.1:8333".into()),
+                    bucket: "lightbox".into(),
+                    region: "us-east-1".into(),
+                    access_key_id: Some("AKIAWORKERKEYID".into()),
+                    secret_access_key: Some("worker-s3-secret-key".into()),
+                    path_style: true,
+                    allow_http: true,
+                }),
+                ..StoreConfig::default()
+            },
+            queue: "render.light".into(),
+            concurrency: 2,
+            ack_wait: None,
+            max_deliver: None,
+            max_ack_pending: None,
+            drain_grace: Duration::from_secs(30),
+            backoff_base: Duration::from_secs(1),
+            backoff_max: Duration::from_secs(60),
+            instance: "host-render-light".into(),
+        };
+        for printed in [format!("{config:?}"), format!("{config:#?}")] {
+            for secret in [
+                "hunter2-nats-password",
+                "AKIAWORKERKEYID",
+                "worker-s3-secret-key",
+            ] {
+                assert!(!printed.contains(secret), "{secret} in {printed}");
+            }
+            assert!(printed.contains("render.light"), "{printed}");
+        }
+    }
 }

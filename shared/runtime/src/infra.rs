@@ -15,12 +15,16 @@ pub const EVENTS_STREAM: &str = "EVENTS";
 pub const DLQ_STREAM: &str = "DLQ";
 /// Name of the KV bucket with the latest state per job.
 pub const JOBS_BUCKET: &str = "jobs";
+/// Name of the KV bucket holding the cross-process locks ([`crate::locks`]); named for the
+/// tessellate function, its first user.
+pub const LOCKS_BUCKET: &str = "tessellate_locks";
 
 /// The committed JSON files, by name.
 pub const JOBS_STREAM_JSON: &str = include_str!("../../../infra/nats/jobs.stream.json");
 pub const EVENTS_STREAM_JSON: &str = include_str!("../../../infra/nats/events.stream.json");
 pub const DLQ_STREAM_JSON: &str = include_str!("../../../infra/nats/dlq.stream.json");
 pub const JOBS_KV_JSON: &str = include_str!("../../../infra/nats/jobs.kv.json");
+pub const LOCKS_KV_JSON: &str = include_str!("../../../infra/nats/tessellate-locks.kv.json");
 const CONSUMERS: [(&str, &str); 4] = [
     (
         "convert",
@@ -91,6 +95,7 @@ pub fn consumer_config(
     Ok(config)
 }
 
+/// A KV bucket definition as the committed files (and `nats kv add --config`) write it.
 #[derive(Deserialize)]
 struct KvFile {
     bucket: String,
@@ -111,9 +116,9 @@ mod nanos {
     }
 }
 
-/// The committed KV bucket definition.
-pub fn kv_config(overrides: &Overrides) -> anyhow::Result<kv::Config> {
-    let file: KvFile = serde_json::from_str(JOBS_KV_JSON).context("parsing kv config")?;
+fn kv_config_from(name: &str, json: &str, overrides: &Overrides) -> anyhow::Result<kv::Config> {
+    let file: KvFile =
+        serde_json::from_str(json).with_context(|| format!("parsing kv config {name}"))?;
     Ok(kv::Config {
         bucket: file.bucket,
         description: file.description,
@@ -124,6 +129,33 @@ pub fn kv_config(overrides: &Overrides) -> anyhow::Result<kv::Config> {
         num_replicas: overrides.replicas.unwrap_or(file.num_replicas),
         ..Default::default()
     })
+}
+
+/// The committed definition of the `jobs` bucket.
+pub fn kv_config(overrides: &Overrides) -> anyhow::Result<kv::Config> {
+    kv_config_from("jobs.kv.json", JOBS_KV_JSON, overrides)
+}
+
+/// The committed definition of the locks bucket (`tessellate-locks.kv.json`).
+pub fn locks_kv_config(overrides: &Overrides) -> anyhow::Result<kv::Config> {
+    kv_config_from("tessellate-locks.kv.json", LOCKS_KV_JSON, overrides)
+}
+
+/// Creates or updates the locks bucket from its committed definition, or binds to it.
+/// Only processes that take locks open it, so other functions need no rights on it.
+pub async fn ensure_locks(
+    js: &jetstream::Context,
+    overrides: &Overrides,
+) -> anyhow::Result<kv::Store> {
+    if overrides.bind_only {
+        return js
+            .get_key_value(LOCKS_BUCKET)
+            .await
+            .with_context(|| format!("opening KV bucket {LOCKS_BUCKET} (bind only)"));
+    }
+    js.create_or_update_key_value(locks_kv_config(overrides)?)
+        .await
+        .with_context(|| format!("creating or updating KV bucket {LOCKS_BUCKET}"))
 }
 
 /// Handles on the streams and bucket every Lightbox process uses.
@@ -232,6 +264,13 @@ mod tests {
             ["dlq.>"]
         );
         assert_eq!(kv_config(&overrides).unwrap().bucket, JOBS_BUCKET);
+        let locks = locks_kv_config(&overrides).unwrap();
+        assert_eq!(locks.bucket, LOCKS_BUCKET);
+        assert_eq!(locks.history, 1, "a lock is one value");
+        assert!(
+            locks.max_age > Duration::ZERO,
+            "a lock must expire, or a holder that died would keep it"
+        );
     }
 
     #[test]
@@ -253,5 +292,6 @@ mod tests {
             3
         );
         assert_eq!(kv_config(&overrides).unwrap().num_replicas, 3);
+        assert_eq!(locks_kv_config(&overrides).unwrap().num_replicas, 3);
     }
 }

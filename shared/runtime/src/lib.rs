@@ -1,7 +1,8 @@
 //! The Lightbox function SDK over NATS and the object store: the JetStream worker runtime,
-//! outcome reporting, the publisher client, store access with prefix policy, configuration and
-//! telemetry. The wire types are [`lightbox_protocol`]'s, re-exported here so a function needs
-//! one dependency.
+//! outcome reporting, the publisher client, store access with prefix policy, cross-process
+//! locks, configuration and telemetry. The wire types are [`lightbox_protocol`]'s, re-exported
+//! here so a function needs one dependency, and no function needs `async-nats`: a handler
+//! reaches JetStream only through its [`worker::JobContext`] (locks, jobs to run first).
 //!
 //! A function is a [`worker::Handler`] plus a tiny `main`:
 //!
@@ -28,12 +29,14 @@
 
 pub mod client;
 pub mod config;
+pub mod env;
 pub mod events;
 pub mod infra;
+pub mod locks;
 pub mod store;
 pub mod telemetry;
 pub mod worker;
 
 pub use lightbox_protocol::{cache, error, job, queue, requests, schemas};
 pub use lightbox_protocol::{Envelope, Function, JobError, JobId, ObjectKey, Queue};
-pub use store::{Store, StoreConfig};
+pub use store::{Store, StoreConfig, StoreError};

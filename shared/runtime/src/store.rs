@@ -1,5 +1,9 @@
 //! Object store access: a local filesystem by default, any S3 service when configured,
 //! and validated object keys so a job can never name a path outside its prefixes.
+//!
+//! Every method returns a [`StoreError`] that says what went wrong (not found, too large,
+//! outside the allowed prefixes, a backend fault that may pass); `From<StoreError> for JobError`
+//! decides the retry class in one place, so a handler writes `ctx.store.get(..).await?`.
 
 use std::fmt;
 use std::path::PathBuf;
@@ -11,7 +15,7 @@ use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
-use crate::config::{env_bool, env_or, env_parse};
+use crate::env::{env_bool, env_opt, env_or, env_parse};
 use crate::error::JobError;
 
 pub use lightbox_protocol::key::{KeyError, ObjectKey, MAX_KEY_BYTES};
@@ -60,7 +64,8 @@ impl fmt::Debug for S3Settings {
     }
 }
 
-/// Object store configuration, usually from the environment.
+/// Object store configuration, usually from the environment. `Debug` prints no secret (the S3
+/// settings redact their keys).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     pub backend: StoreBackend,
@@ -98,14 +103,9 @@ impl StoreConfig {
     /// variables documented in README.
     pub fn from_env() -> Self {
         let defaults = Self::default();
-        let backend = match std::env::var("LIGHTBOX_S3_BUCKET")
-            .ok()
-            .filter(|b| !b.is_empty())
-        {
+        let backend = match env_opt("LIGHTBOX_S3_BUCKET") {
             Some(bucket) => StoreBackend::S3(S3Settings {
-                endpoint: std::env::var("LIGHTBOX_S3_ENDPOINT")
-                    .ok()
-                    .filter(|e| !e.is_empty()),
+                endpoint: env_opt("LIGHTBOX_S3_ENDPOINT"),
                 bucket,
                 region: env_or("LIGHTBOX_S3_REGION", "us-east-1"),
                 access_key_id: std::env::var("AWS_ACCESS_KEY_ID").ok(),
@@ -124,6 +124,87 @@ impl StoreConfig {
                 DEFAULT_PREFIXES,
             )),
             max_object_bytes: env_parse("LIGHTBOX_MAX_OBJECT_BYTES", defaults.max_object_bytes),
+        }
+    }
+}
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The object does not exist.
+    #[error("object not found: {key}")]
+    NotFound { key: ObjectKey },
+    /// The object is larger than the caller or the configuration allows; nothing was read.
+    #[error("input object {key} is {size} bytes, over the limit of {limit} bytes")]
+    TooLarge {
+        key: ObjectKey,
+        size: u64,
+        limit: u64,
+    },
+    /// The key is outside `LIGHTBOX_ALLOWED_PREFIXES`.
+    #[error("object key {:?} is outside the allowed prefixes ({})", key.as_str(), allowed.join(", "))]
+    OutsidePrefixes {
+        key: ObjectKey,
+        allowed: Vec<String>,
+    },
+    /// The key is a valid [`ObjectKey`] that the store's path rules still refuse.
+    #[error("invalid object key {key:?}: {source}")]
+    InvalidKey {
+        key: ObjectKey,
+        #[source]
+        source: object_store::path::Error,
+    },
+    /// The store failed; `retryable` says whether trying again later could help.
+    #[error("object store error on {key}: {source}")]
+    Backend {
+        key: ObjectKey,
+        retryable: bool,
+        #[source]
+        source: object_store::Error,
+    },
+}
+
+impl StoreError {
+    fn backend(key: &ObjectKey, source: object_store::Error) -> Self {
+        match source {
+            object_store::Error::NotFound { .. } => Self::NotFound { key: key.clone() },
+            source => Self::Backend {
+                key: key.clone(),
+                // Requests this client cannot make or paths it cannot name fail the same way
+                // every time; anything else (network, throttling, a server fault, credentials
+                // being rotated) may pass.
+                retryable: !matches!(
+                    source,
+                    object_store::Error::NotSupported { .. }
+                        | object_store::Error::NotImplemented { .. }
+                        | object_store::Error::InvalidPath { .. }
+                        | object_store::Error::UnknownConfigurationKey { .. }
+                ),
+                source,
+            },
+        }
+    }
+
+    /// Whether trying again later could succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Self::Backend {
+                retryable: true,
+                ..
+            }
+        )
+    }
+}
+
+impl From<StoreError> for JobError {
+    /// The one place a store failure gets its retry class: only a passing backend fault is
+    /// retried; a missing, oversized or forbidden object fails the job at once.
+    fn from(err: StoreError) -> Self {
+        if err.is_retryable() {
+            JobError::retryable(err.to_string())
+        } else {
+            JobError::permanent(err.to_string())
         }
     }
 }
@@ -177,7 +258,7 @@ impl Store {
     }
 
     /// Checks a key against the allowed prefixes.
-    pub fn check(&self, key: &ObjectKey) -> Result<(), JobError> {
+    pub fn check(&self, key: &ObjectKey) -> Result<(), StoreError> {
         let allowed = &self.config.allowed_prefixes;
         if allowed.is_empty()
             || allowed
@@ -186,22 +267,23 @@ impl Store {
         {
             Ok(())
         } else {
-            Err(JobError::permanent(format!(
-                "object key {:?} is outside the allowed prefixes ({})",
-                key.as_str(),
-                allowed.join(", ")
-            )))
+            Err(StoreError::OutsidePrefixes {
+                key: key.clone(),
+                allowed: allowed.clone(),
+            })
         }
     }
 
-    fn path(key: &ObjectKey) -> Result<Path, JobError> {
-        Path::parse(key.as_str())
-            .map_err(|err| JobError::permanent(format!("invalid object key {key:?}: {err}")))
+    fn path(key: &ObjectKey) -> Result<Path, StoreError> {
+        Path::parse(key.as_str()).map_err(|source| StoreError::InvalidKey {
+            key: key.clone(),
+            source,
+        })
     }
 
-    /// Reads a whole object, refusing objects over `max_bytes` (or the configured limit).
-    /// A missing object is a permanent error; a store fault is retryable.
-    pub async fn get(&self, key: &ObjectKey, max_bytes: Option<u64>) -> Result<Bytes, JobError> {
+    /// Reads a whole object, refusing objects over `max_bytes` (or the configured limit) from
+    /// their size before reading them.
+    pub async fn get(&self, key: &ObjectKey, max_bytes: Option<u64>) -> Result<Bytes, StoreError> {
         self.check(key)?;
         let limit = max_bytes
             .unwrap_or(self.config.max_object_bytes)
@@ -210,52 +292,47 @@ impl Store {
             .inner
             .get(&Self::path(key)?)
             .await
-            .map_err(|err| classify(key, err))?;
+            .map_err(|err| StoreError::backend(key, err))?;
         if result.meta.size > limit {
-            return Err(JobError::permanent(format!(
-                "input object {key} is {} bytes, over the limit of {limit} bytes",
-                result.meta.size
-            )));
+            return Err(StoreError::TooLarge {
+                key: key.clone(),
+                size: result.meta.size,
+                limit,
+            });
         }
-        result.bytes().await.map_err(|err| classify(key, err))
+        result
+            .bytes()
+            .await
+            .map_err(|err| StoreError::backend(key, err))
     }
 
     /// Whether an object exists.
-    pub async fn exists(&self, key: &ObjectKey) -> Result<bool, JobError> {
+    pub async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
         self.check(key)?;
         match self.inner.head(&Self::path(key)?).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
-            Err(err) => Err(classify(key, err)),
+            Err(err) => Err(StoreError::backend(key, err)),
         }
     }
 
     /// Writes a whole object in one request: readers see the old object or the new one, never a part.
-    pub async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), JobError> {
+    pub async fn put(&self, key: &ObjectKey, bytes: Bytes) -> Result<(), StoreError> {
         self.check(key)?;
         self.inner
             .put(&Self::path(key)?, PutPayload::from_bytes(bytes))
             .await
             .map(|_| ())
-            .map_err(|err| classify(key, err))
+            .map_err(|err| StoreError::backend(key, err))
     }
 
     /// Deletes an object; deleting a missing object is not an error.
-    pub async fn delete(&self, key: &ObjectKey) -> Result<(), JobError> {
+    pub async fn delete(&self, key: &ObjectKey) -> Result<(), StoreError> {
         self.check(key)?;
         match self.inner.delete(&Self::path(key)?).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
-            Err(err) => Err(classify(key, err)),
+            Err(err) => Err(StoreError::backend(key, err)),
         }
-    }
-}
-
-fn classify(key: &ObjectKey, err: object_store::Error) -> JobError {
-    match err {
-        object_store::Error::NotFound { .. } => {
-            JobError::permanent(format!("object not found: {key}"))
-        }
-        other => JobError::retryable(format!("object store error on {key}: {other}")),
     }
 }
 
@@ -279,31 +356,116 @@ mod tests {
             Bytes::from_static(b"hello")
         );
         assert!(store.exists(&key).await.unwrap());
+        assert!(matches!(
+            store.get(&key, Some(4)).await.unwrap_err(),
+            StoreError::TooLarge {
+                size: 5,
+                limit: 4,
+                ..
+            }
+        ));
 
         let big = ObjectKey::new("outputs/big.bin").unwrap();
         store
             .put(&big, Bytes::from_static(b"0123456789"))
             .await
             .unwrap();
-        assert!(store
-            .get(&big, None)
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("over the limit"));
+        let err = store.get(&big, None).await.unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::TooLarge {
+                    size: 10,
+                    limit: 8,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "input object outputs/big.bin is 10 bytes, over the limit of 8 bytes"
+        );
+        assert!(!JobError::from(err).is_retryable());
 
         let missing = ObjectKey::new("inputs/none").unwrap();
         let err = store.get(&missing, None).await.unwrap_err();
-        assert!(!err.is_retryable() && err.to_string().contains("not found"));
+        assert!(matches!(&err, StoreError::NotFound { key } if *key == missing));
+        assert_eq!(err.to_string(), "object not found: inputs/none");
+        assert!(!store.exists(&missing).await.unwrap());
+        store.delete(&missing).await.unwrap();
 
         let outside = ObjectKey::new("secrets/key").unwrap();
-        assert!(store
-            .put(&outside, Bytes::new())
-            .await
-            .unwrap_err()
-            .to_string()
-            .contains("allowed prefixes"));
+        let err = store.put(&outside, Bytes::new()).await.unwrap_err();
+        assert!(matches!(err, StoreError::OutsidePrefixes { .. }), "{err}");
+        assert_eq!(
+            err.to_string(),
+            "object key \"secrets/key\" is outside the allowed prefixes (inputs/, outputs/, cache/, models/)"
+        );
+        let job_error = JobError::from(err);
+        assert!(!job_error.is_retryable());
+        assert!(job_error.to_string().contains("allowed prefixes"));
         std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[test]
+    fn backend_faults_are_retried_and_requests_the_store_cannot_serve_are_not() {
+        let key = ObjectKey::new("inputs/a.png").unwrap();
+        let passing = StoreError::backend(
+            &key,
+            object_store::Error::Generic {
+                store: "S3",
+                source: "connection refused".into(),
+            },
+        );
+        assert!(passing.is_retryable(), "{passing}");
+        assert!(JobError::from(passing).is_retryable());
+
+        let unsupported = StoreError::backend(
+            &key,
+            object_store::Error::NotSupported {
+                source: "copy".into(),
+            },
+        );
+        assert!(!unsupported.is_retryable(), "{unsupported}");
+        assert!(!JobError::from(unsupported).is_retryable());
+
+        let missing = StoreError::backend(
+            &key,
+            object_store::Error::NotFound {
+                path: "inputs/a.png".into(),
+                source: "no such key".into(),
+            },
+        );
+        assert!(matches!(missing, StoreError::NotFound { .. }), "{missing}");
+    }
+
+    #[test]
+    fn store_config_and_store_never_print_s3_secrets() {
+        let config = StoreConfig {
+            backend: StoreBackend::S3(S3Settings {
+                endpoint: Some("http://127.0.0.1:8333".into()),
+                bucket: "lightbox".into(),
+                region: "us-east-1".into(),
+                access_key_id: Some("AKIASTORECONFIGID".into()),
+                secret_access_key: Some("store-config-secret".into()),
+                path_style: true,
+                allow_http: true,
+            }),
+            ..StoreConfig::default()
+        };
+        let store = Store::connect(config.clone()).unwrap();
+        for printed in [
+            format!("{config:?}"),
+            format!("{config:#?}"),
+            format!("{store:?}"),
+        ] {
+            assert!(
+                !printed.contains("AKIASTORECONFIGID") && !printed.contains("store-config-secret"),
+                "{printed}"
+            );
+            assert!(printed.contains("lightbox"), "{printed}");
+        }
     }
 
     #[test]

@@ -3,13 +3,14 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
+use std::time::Duration;
 
-use async_nats::jetstream;
+use async_nats::jetstream::{self, AckKind};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::StreamExt;
 use serde::Deserialize;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 use super::{Handler, Shared};
 use crate::events::{ErrorInfo, JobEvent, JobState};
@@ -66,6 +67,31 @@ pub async fn publish(js: &jetstream::Context, letter: &DeadLetter) -> anyhow::Re
     .await?
     .await?;
     Ok(())
+}
+
+/// Ends a job that failed for good: writes its dead letter, then terminates the message and
+/// removes it from `JOBS`. If the letter cannot be written the message stays, for redelivery.
+pub(super) async fn terminate<H: Handler>(
+    shared: &Shared<H>,
+    message: &jetstream::Message,
+    letter: &DeadLetter,
+) {
+    if let Err(err) = publish(&shared.infra.js, letter).await {
+        error!(error = %err, "could not write the dead letter; leaving the job for redelivery");
+        let _ = message
+            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
+            .await;
+        return;
+    }
+    shared
+        .counters
+        .dead_lettered
+        .fetch_add(1, Ordering::Relaxed);
+    let _ = message.double_ack_with(AckKind::Term).await;
+    // A work-queue stream drops terminated messages; delete explicitly in case it kept it.
+    if letter.source_seq > 0 {
+        let _ = shared.infra.jobs.delete_message(letter.source_seq).await;
+    }
 }
 
 #[derive(Debug, Deserialize)]

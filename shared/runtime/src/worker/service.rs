@@ -2,13 +2,44 @@
 //! name, version, queue, and processed and error counts (in the stats `data`).
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use async_nats::service::ServiceExt;
 use futures::StreamExt;
 
-use super::Counters;
 use crate::config::WorkerConfig;
+
+/// Counters shown by `nats micro stats` and the status endpoint.
+#[derive(Debug, Default)]
+pub struct Counters {
+    pub started: AtomicU64,
+    pub succeeded: AtomicU64,
+    pub failed: AtomicU64,
+    pub retried: AtomicU64,
+    pub cancelled: AtomicU64,
+    pub in_flight: AtomicU64,
+    pub max_in_flight: AtomicU64,
+    pub dead_lettered: AtomicU64,
+}
+
+impl Counters {
+    pub fn snapshot(&self) -> serde_json::Value {
+        serde_json::json!({
+            "started": self.started.load(Ordering::Relaxed),
+            "processed": self.succeeded.load(Ordering::Relaxed) + self.failed.load(Ordering::Relaxed)
+                + self.cancelled.load(Ordering::Relaxed),
+            "succeeded": self.succeeded.load(Ordering::Relaxed),
+            "failed": self.failed.load(Ordering::Relaxed),
+            "errors": self.failed.load(Ordering::Relaxed) + self.retried.load(Ordering::Relaxed),
+            "retried": self.retried.load(Ordering::Relaxed),
+            "cancelled": self.cancelled.load(Ordering::Relaxed),
+            "in_flight": self.in_flight.load(Ordering::Relaxed),
+            "max_in_flight": self.max_in_flight.load(Ordering::Relaxed),
+            "dead_lettered": self.dead_lettered.load(Ordering::Relaxed),
+        })
+    }
+}
 
 /// The subject on which an instance answers with its counters.
 pub(super) fn status_subject(service: &str, instance: &str) -> String {

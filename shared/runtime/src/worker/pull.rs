@@ -1,0 +1,157 @@
+//! The pull loop: wait for a free slot, ask for exactly as many messages as there are free
+//! slots, hand each delivery to its own task, bind again when the consumer or the connection is
+//! lost, and drain on stop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::consumer::pull::{BatchConfig, Config as PullConfig};
+use async_nats::jetstream::consumer::Consumer;
+use async_nats::jetstream::context::ConsumerInfoErrorKind;
+use async_nats::jetstream::{self, AckKind};
+use async_nats::StatusCode;
+use futures::StreamExt;
+use tokio::sync::{watch, Semaphore};
+use tracing::{debug, info, warn};
+
+use super::{delivery, Handler, Shared};
+use crate::infra;
+
+/// How long one pull request waits at the server for messages.
+const PULL_EXPIRES: Duration = Duration::from_secs(10);
+/// Idle heartbeat the server sends while a pull request waits; missing ones mean the consumer
+/// or the connection is gone, and the loop binds again.
+const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
+
+pub(super) async fn pull_loop<H: Handler>(
+    shared: Arc<Shared<H>>,
+    mut stop: watch::Receiver<bool>,
+    service: async_nats::service::Service,
+) -> anyhow::Result<()> {
+    let slots = Arc::new(Semaphore::new(shared.config.concurrency));
+    let mut consumer = bind(&shared).await?;
+    let inbox = shared.client.new_inbox();
+    let mut inbox_sub = shared.client.subscribe(inbox.clone()).await?;
+    let mut jobs = tokio::task::JoinSet::new();
+
+    'pull: loop {
+        // Wait for at least one free slot, then take every free slot: never pull more than that.
+        let first = tokio::select! {
+            permit = slots.clone().acquire_owned() => permit?,
+            _ = stop.changed() => break 'pull,
+        };
+        let mut permits = vec![first];
+        while let Ok(permit) = slots.clone().try_acquire_owned() {
+            permits.push(permit);
+        }
+        let request = BatchConfig {
+            batch: permits.len(),
+            expires: Some(PULL_EXPIRES),
+            idle_heartbeat: PULL_HEARTBEAT,
+            ..Default::default()
+        };
+        if let Err(err) = consumer.request_batch(request, inbox.clone().into()).await {
+            warn!(error = %err, "pull request failed; retrying");
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            continue;
+        }
+        // Receive until the request is filled, expires, or the server goes quiet.
+        while !permits.is_empty() {
+            let next = tokio::select! {
+                next = tokio::time::timeout(PULL_HEARTBEAT * 3, inbox_sub.next()) => next,
+                _ = stop.changed() => break 'pull,
+            };
+            let message = match next {
+                Ok(Some(message)) => message,
+                Ok(None) => anyhow::bail!("NATS subscription closed"),
+                Err(_) => {
+                    warn!("no heartbeat from the consumer; binding again");
+                    match bind(&shared).await {
+                        Ok(fresh) => consumer = fresh,
+                        Err(err) => warn!(error = %err, "binding the consumer failed"),
+                    }
+                    // A fresh inbox so late replies to the old request cannot overfill the slots.
+                    inbox_sub = shared.client.subscribe(inbox.clone()).await?;
+                    break;
+                }
+            };
+            match message.status {
+                None | Some(StatusCode::OK) => {
+                    let permit = permits.pop().expect("a slot per requested message");
+                    let message = jetstream::Message {
+                        message,
+                        context: shared.infra.js.clone(),
+                    };
+                    jobs.spawn(delivery::process(shared.clone(), message, permit));
+                }
+                Some(StatusCode::IDLE_HEARTBEAT) => {}
+                Some(StatusCode::TIMEOUT) | Some(StatusCode::NOT_FOUND) => break,
+                Some(status) => {
+                    // The server ended the request early (409: the consumer was deleted, a
+                    // leader changed, a limit was hit). Whether the consumer is gone is asked of
+                    // the JetStream API, whose answer has an error code, not read from the
+                    // status description.
+                    let description = message.description.clone().unwrap_or_default();
+                    debug!(%status, %description, "pull request ended");
+                    if consumer_is_gone(&consumer).await {
+                        warn!("consumer was deleted; binding again");
+                        consumer = bind(&shared).await?;
+                    }
+                    break;
+                }
+            }
+        }
+        // Reap finished tasks so the set does not grow without bound.
+        while jobs.try_join_next().is_some() {}
+    }
+
+    // Stop pulling: dropping the subscription removes our interest, so the server forgets the
+    // waiting request. Anything already delivered to us goes straight back.
+    let _ = inbox_sub.unsubscribe().await;
+    while let Ok(Some(message)) =
+        tokio::time::timeout(Duration::from_millis(50), inbox_sub.next()).await
+    {
+        if matches!(message.status, None | Some(StatusCode::OK)) {
+            let message = jetstream::Message {
+                message,
+                context: shared.infra.js.clone(),
+            };
+            let _ = message.ack_with(AckKind::Nak(None)).await;
+        }
+    }
+    let in_flight = jobs.len();
+    if in_flight > 0 {
+        info!(
+            in_flight,
+            grace_s = shared.config.drain_grace.as_secs_f64(),
+            "waiting for running jobs"
+        );
+    }
+    let drained = tokio::time::timeout(shared.config.drain_grace, async {
+        while jobs.join_next().await.is_some() {}
+    })
+    .await;
+    if drained.is_err() {
+        warn!(
+            remaining = jobs.len(),
+            "drain grace over: giving running jobs back to the queue"
+        );
+        let _ = shared.abandon.send(true);
+        while jobs.join_next().await.is_some() {}
+    }
+    let _ = service.stop().await;
+    Ok(())
+}
+
+/// Creates (or, bind-only, opens) this worker's durable consumer.
+async fn bind<H: Handler>(shared: &Shared<H>) -> anyhow::Result<Consumer<PullConfig>> {
+    infra::ensure_consumer(&shared.infra.jobs, &shared.config.queue, &shared.overrides).await
+}
+
+/// Whether the server says the consumer no longer exists (API error code 10014).
+async fn consumer_is_gone(consumer: &Consumer<PullConfig>) -> bool {
+    match consumer.get_info().await {
+        Ok(_) => false,
+        Err(err) => err.kind() == ConsumerInfoErrorKind::NotFound,
+    }
+}
