@@ -41,11 +41,11 @@ def queue_for_render(max_edge: int, has_turntable: bool) -> str:
 
 def _edge(output: Mapping[str, Any], name: str) -> int:
     # Rust reads the edge with serde_json's `as_u64` (non-negative integers only; floats, bools
-    # and strings fall back to the default) and then converts with `as u32`.
+    # and strings fall back to the default) and saturates it at u32::MAX.
     value = output.get(name)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
         return DEFAULT_EDGE
-    return value % 2**32
+    return min(value, 2**32 - 1)
 
 
 def output_max_edge(output: Mapping[str, Any]) -> int:

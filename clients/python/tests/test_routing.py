@@ -37,7 +37,7 @@ CASES = [
     ([{"width": True}], LIGHT),
     ([{"width": -2048}], LIGHT),
     ([{"width": None, "height": 2000}], HEAVY),
-    ([{"width": 4294967296}], LIGHT),  # Rust's `as u32` wraps to 0; the light worker refuses it
+    ([{"width": 4294967296}], HEAVY),  # saturates at u32::MAX: still a large still
     ([{"width": 4294968320}], LIGHT),  # 2^32 + 1024
     ([{"width": 4294968321}], HEAVY),  # 2^32 + 1025
     ([{"width": 18446744073709551616}], LIGHT),  # past u64: not an integer to serde_json

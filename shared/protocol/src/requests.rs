@@ -204,7 +204,14 @@ pub struct RenderOutputRequest {
 impl RenderOutputRequest {
     /// The larger image edge this output asks for (the renderer's default is 512).
     pub fn max_dimension(&self) -> u32 {
-        let edge = |name: &str| self.spec.get(name).and_then(|v| v.as_u64()).unwrap_or(512) as u32;
+        // Saturating: an absurd edge (2^32 and up) is still "large" and routes to render.heavy,
+        // whose limits then refuse it with a message naming the limit.
+        let edge = |name: &str| {
+            self.spec
+                .get(name)
+                .and_then(|v| v.as_u64())
+                .map_or(512, |v| u32::try_from(v).unwrap_or(u32::MAX))
+        };
         edge("width").max(edge("height"))
     }
 
@@ -280,6 +287,8 @@ mod tests {
                 serde_json::json!([{"width": 256, "height": 256, "turntable": {"frames": 12}}]),
                 "render.heavy",
             ),
+            // An edge past u32 saturates instead of wrapping to a thumbnail.
+            (serde_json::json!([{"width": 4294967296u64}]), "render.heavy"),
         ];
         for (outputs, queue) in cases {
             assert_eq!(
