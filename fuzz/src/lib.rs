@@ -159,15 +159,7 @@ pub fn job_payload(data: &[u8]) {
         }
         Err(err) => {
             let _ = (err.is_retryable(), err.kind(), err.to_string());
-            serde_json::from_slice::<serde_json::Value>(data)
-                .ok()
-                .and_then(|value| {
-                    value
-                        .get("id")
-                        .and_then(|id| id.as_str())
-                        .map(str::to_owned)
-                })
-                .unwrap_or_else(|| "seq-0".to_owned())
+            lightbox_runtime::job::claimed_id(data).unwrap_or_else(|| "seq-0".to_owned())
         }
     };
     let event = lightbox_runtime::events::JobEvent::new(

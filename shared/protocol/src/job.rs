@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::error::JobError;
+use crate::queue::Queue;
+use crate::requests::{ConvertRequest, RenderRequest, TessellateRequest};
 
 /// The envelope format version this SDK writes and understands.
 pub const ENVELOPE_VERSION: u32 = 1;
@@ -141,7 +143,56 @@ pub struct Continuation {
     pub job: serde_json::Value,
 }
 
+/// How deep continuations may nest (a job continued by a job continued by ...): deeper chains
+/// are refused, so checking one stays cheap whatever a submitter sends.
+pub const MAX_CONTINUATION_DEPTH: usize = 4;
+
 impl Continuation {
+    /// Checks a continuation the way a submitted job is checked, because the runtime publishes
+    /// it with the credentials of the worker that ran the job carrying it: the subject must be
+    /// a work queue ([`Queue`]; never a JetStream API or event subject), and the follow-up
+    /// envelope must parse ([`parse_envelope`]), be for the function serving that queue, carry
+    /// a request of that function's type, and have valid continuations itself. Returns the
+    /// queue and the parsed follow-up envelope; the error is permanent and names what is wrong.
+    pub fn validate(&self) -> Result<(Queue, Envelope), JobError> {
+        self.validate_at(1)
+    }
+
+    fn validate_at(&self, depth: usize) -> Result<(Queue, Envelope), JobError> {
+        let invalid =
+            |reason: String| JobError::permanent(format!("invalid continuation: {reason}"));
+        if depth > MAX_CONTINUATION_DEPTH {
+            return Err(invalid(format!(
+                "continuations nest deeper than {MAX_CONTINUATION_DEPTH}"
+            )));
+        }
+        let queue: Queue = self
+            .subject
+            .parse()
+            .map_err(|err: crate::queue::UnknownQueue| invalid(err.to_string()))?;
+        let bytes = serde_json::to_vec(&self.job)
+            .map_err(|err| invalid(format!("the continued job does not encode: {err}")))?;
+        let envelope =
+            parse_envelope(&bytes).map_err(|err| invalid(format!("continued job: {err}")))?;
+        if envelope.function != queue.function() {
+            return Err(invalid(format!(
+                "the continued job is for function {} but would be published to {queue} (served by {})",
+                envelope.function,
+                queue.function()
+            )));
+        }
+        let typed = match envelope.function {
+            Function::Convert => parse_request::<ConvertRequest>(&envelope.request).map(drop),
+            Function::Render => parse_request::<RenderRequest>(&envelope.request).map(drop),
+            Function::Tessellate => parse_request::<TessellateRequest>(&envelope.request).map(drop),
+        };
+        typed.map_err(|err| invalid(format!("continued {} job: {err}", envelope.function)))?;
+        if let Some(then) = &envelope.then {
+            then.validate_at(depth + 1)?;
+        }
+        Ok((queue, envelope))
+    }
+
     /// The follow-up job's id, if its envelope has one.
     pub fn job_id(&self) -> Option<String> {
         self.job
@@ -149,6 +200,16 @@ impl Continuation {
             .and_then(|id| id.as_str())
             .map(str::to_owned)
     }
+}
+
+/// The id a payload claims in its `id` field, if it is a JSON object with a string there. A
+/// malformed envelope is reported under this id, so its submitter still hears about it.
+pub fn claimed_id(payload: &[u8]) -> Option<String> {
+    serde_json::from_slice::<serde_json::Value>(payload)
+        .ok()?
+        .get("id")?
+        .as_str()
+        .map(str::to_owned)
 }
 
 impl<R: Serialize> Envelope<R> {
@@ -286,6 +347,127 @@ mod tests {
         );
         let err = parse_request::<Request>(&serde_json::Value::Null).unwrap_err();
         assert!(err.to_string().contains("found null"), "{err}");
+    }
+
+    fn continuation(subject: &str, job: serde_json::Value) -> Continuation {
+        Continuation {
+            subject: subject.to_owned(),
+            job,
+        }
+    }
+
+    fn render_envelope() -> serde_json::Value {
+        serde_json::to_value(Envelope::new(
+            Function::Render,
+            serde_json::json!({"model": "models/a.step", "outputs": [{"width": 64}]}),
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_continuation_to_a_work_queue_with_a_valid_envelope_is_accepted() {
+        let then = continuation("render.light", render_envelope());
+        let (queue, envelope) = then.validate().unwrap();
+        assert_eq!(queue, Queue::RenderLight);
+        assert_eq!(envelope.function, Function::Render);
+        assert!(continuation("render.heavy", render_envelope())
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn a_continuation_may_only_target_a_work_queue() {
+        let victim = JobId::new();
+        for subject in [
+            "$JS.API.STREAM.MSG.DELETE.JOBS".to_owned(),
+            format!("events.job.{victim}.succeeded"),
+            format!("$KV.jobs.{victim}"),
+            "dlq.render".to_owned(),
+            "render.>".to_owned(),
+            "render.*".to_owned(),
+            "lightbox.cancel.x".to_owned(),
+            String::new(),
+        ] {
+            let err = continuation(&subject, render_envelope())
+                .validate()
+                .unwrap_err();
+            assert!(!err.is_retryable(), "{subject}");
+            assert!(
+                err.to_string().starts_with("invalid continuation: ")
+                    && err.to_string().contains("is not a work queue"),
+                "{subject}: {err}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_continued_envelope_is_checked_like_a_submitted_one() {
+        let mut wrong_function = render_envelope();
+        wrong_function["function"] = "convert".into();
+        let mut bad_request = render_envelope();
+        bad_request["request"] = serde_json::json!({"model": "../etc/passwd", "outputs": []});
+        let mut unknown_field = render_envelope();
+        unknown_field["request"]["colour"] = 1.into();
+        let mut old_version = render_envelope();
+        old_version["version"] = 7.into();
+        let cases = [
+            (
+                continuation("convert", render_envelope()),
+                "is for function render but would be published to convert",
+            ),
+            (
+                continuation("render.light", wrong_function),
+                "continued convert job: invalid request",
+            ),
+            (
+                continuation("render.light", bad_request),
+                "continued render job: invalid request",
+            ),
+            (
+                continuation("render.light", unknown_field),
+                "unknown field `colour`",
+            ),
+            (
+                continuation("render.light", old_version),
+                "unsupported envelope version 7",
+            ),
+            (
+                continuation("render.light", serde_json::json!("not an envelope")),
+                "continued job: job is not a JSON object",
+            ),
+            (
+                continuation("tessellate", serde_json::json!([1, 2])),
+                "continued job",
+            ),
+        ];
+        for (then, expected) in cases {
+            let err = then.validate().unwrap_err();
+            assert!(!err.is_retryable());
+            assert!(
+                err.to_string().contains(expected),
+                "{err} should contain {expected}"
+            );
+        }
+    }
+
+    #[test]
+    fn nested_continuations_are_checked_and_bounded() {
+        let mut inner = render_envelope();
+        inner["then"] = serde_json::json!({
+            "subject": "$JS.API.STREAM.MSG.DELETE.JOBS",
+            "job": render_envelope(),
+        });
+        let err = continuation("render.light", inner).validate().unwrap_err();
+        assert!(err.to_string().contains("is not a work queue"), "{err}");
+
+        let mut chain = render_envelope();
+        for _ in 0..MAX_CONTINUATION_DEPTH {
+            let mut outer = render_envelope();
+            outer["then"] = serde_json::json!({"subject": "render.light", "job": chain});
+            chain = outer;
+        }
+        let err = continuation("render.light", chain).validate().unwrap_err();
+        assert!(err.to_string().contains("nest deeper"), "{err}");
     }
 
     #[test]

@@ -45,14 +45,7 @@ pub(super) async fn process<H: Handler>(
     let job_id = match &parsed {
         Ok(envelope) => envelope.id.to_string(),
         // A malformed envelope is reported under whatever id it carries, else its Nats-Msg-Id.
-        Err(_) => serde_json::from_slice::<serde_json::Value>(&message.payload)
-            .ok()
-            .and_then(|value| {
-                value
-                    .get("id")
-                    .and_then(|id| id.as_str())
-                    .map(str::to_owned)
-            })
+        Err(_) => crate::job::claimed_id(&message.payload)
             .or(header_id)
             .unwrap_or_else(|| format!("seq-{stream_seq}")),
     };
