@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use futures::StreamExt;
 use lightbox_tessellate::samples::Sample;
-use lightbox_tessellate::TessellateParams;
+use lightbox_tessellate::TessellationParams;
 use lightbox_tests::{
     function_binary, function_env, noisy_png, FunctionProcess, NatsServer, SeaweedS3, TempDir,
 };
@@ -180,7 +180,7 @@ async fn main() -> anyhow::Result<()> {
                 };
                 let cache = lightbox_tessellate::cache_key(
                     &step_bytes,
-                    &TessellateParams {
+                    &TessellationParams {
                         linear_deflection: request.linear_deflection,
                         angular_deflection: request.angular_deflection,
                     },

@@ -773,20 +773,7 @@ fn small_scene() -> render_runtime::Scene {
 
 /// A GLB container around `text` as its JSON chunk (which need not be JSON).
 fn join_glb_raw(text: &[u8], bin: &[u8]) -> Vec<u8> {
-    let mut text = text.to_vec();
-    text.resize(text.len().next_multiple_of(4), b' ');
-    let mut bin = bin.to_vec();
-    bin.resize(bin.len().next_multiple_of(4), 0);
-    let mut out = b"glTF".to_vec();
-    out.extend_from_slice(&2u32.to_le_bytes());
-    out.extend_from_slice(&((28 + text.len() + bin.len()) as u32).to_le_bytes());
-    out.extend_from_slice(&(text.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"JSON");
-    out.extend_from_slice(&text);
-    out.extend_from_slice(&(bin.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"BIN\0");
-    out.extend_from_slice(&bin);
-    out
+    render_runtime::scene::export::write_glb_container(text, bin).expect("corpus files are small")
 }
 
 /// The small GLB with its JSON edited.
@@ -1355,11 +1342,14 @@ fn fuzz_cases(b: &mut Builder, root: &Path) {
                         // openusd may abort the process on these: read them the way the worker
                         // does, in the isolated reader, and expect what it reports.
                         let limits = lightbox_render::RenderLimits::for_queue("render.light");
+                        let reader = render_runtime::scene::usd_isolate::sandbox(
+                            crate::function_binary("lightbox-usd-import"),
+                            &limits.import,
+                        );
                         let outcome = render_runtime::scene::usd_isolate::import_usd_isolated(
                             &bytes,
                             &limits.import,
-                            &crate::function_binary("lightbox-usd-import"),
-                            std::time::Duration::from_secs(60),
+                            &reader,
                         );
                         let Err(err) = outcome else { continue };
                         let message = format!("usd import failed: {err}");

@@ -140,10 +140,12 @@ impl From<ImageFormatArg> for ImageFormat {
 }
 
 fn main() -> std::process::ExitCode {
-    // When started as the OCCT child of a local tessellation, do only that.
-    lightbox_tessellate::serve_child_if_requested();
-    // Likewise for the isolated USD reader of local renders and conversions.
-    render_runtime::scene::usd_isolate::serve_child_if_requested();
+    // When started as the OCCT child of a local tessellation, or as the isolated USD reader of
+    // local renders and conversions, do only that.
+    lightbox_isolate::serve_child_if_requested(&[
+        lightbox_tessellate::CHILD,
+        render_runtime::scene::usd_isolate::CHILD,
+    ]);
     stack::load_stack_env();
     let cli = Cli::parse();
     let runtime = tokio::runtime::Builder::new_multi_thread()

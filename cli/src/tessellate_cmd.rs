@@ -3,13 +3,13 @@
 //! one result line.
 //!
 //! The child is the `lightbox-tessellate` binary next to this executable (or
-//! `LIGHTBOX_TESSELLATE_HELPER`); without one, this executable itself, which then must call
-//! `lightbox_tessellate::serve_child_if_requested()` first thing in `main`.
+//! `LIGHTBOX_TESSELLATE_HELPER`); without one, this executable itself, which then serves
+//! `lightbox_tessellate::CHILD` first thing in `main`.
 
 use std::path::PathBuf;
 
 use anyhow::Context as _;
-use lightbox_tessellate::{tessellate_bytes, Isolation, Limits, TessellateParams};
+use lightbox_tessellate::{tessellate_bytes, Limits, TessellationParams};
 
 #[derive(clap::Args, Debug, Clone)]
 pub struct TessellateArgs {
@@ -39,18 +39,13 @@ fn helper() -> anyhow::Result<PathBuf> {
 pub fn run(args: &TessellateArgs) -> anyhow::Result<()> {
     let step =
         std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
-    let params = TessellateParams {
+    let params = TessellationParams {
         linear_deflection: args.deflection,
         angular_deflection: args.angle,
     };
     let limits = Limits::from_env();
-    let isolation = Isolation {
-        helper: helper()?,
-        timeout: limits.timeout,
-        max_memory_bytes: limits.max_memory_bytes,
-        fault_injection: false,
-    };
-    let done = tessellate_bytes(&step, &params, limits.max_input_bytes, &isolation, None)
+    let sandbox = lightbox_tessellate::sandbox(helper()?, &limits);
+    let done = tessellate_bytes(&step, &params, limits.max_input_bytes, &sandbox)
         .with_context(|| format!("tessellating {}", args.input.display()))?;
     std::fs::write(&args.output, &done.glb)
         .with_context(|| format!("writing {}", args.output.display()))?;

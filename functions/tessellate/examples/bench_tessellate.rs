@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use lightbox_tessellate::samples::{self, Sample};
-use lightbox_tessellate::{ffi, tessellate_bytes, tessellate_file, Isolation, TessellateParams};
+use lightbox_tessellate::{ffi, tessellate_bytes, tessellate_file, TessellationParams};
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
@@ -15,7 +15,7 @@ fn median(mut values: Vec<f64>) -> f64 {
 }
 
 fn main() -> anyhow::Result<()> {
-    lightbox_tessellate::serve_child_if_requested();
+    lightbox_isolate::serve_child_if_requested(&[lightbox_tessellate::CHILD]);
     let runs: usize = std::env::args()
         .nth(1)
         .and_then(|a| a.parse().ok())
@@ -33,10 +33,10 @@ fn main() -> anyhow::Result<()> {
         generate.elapsed().as_secs_f64() * 1000.0
     );
     let scenarios = [
-        ("default deflection", TessellateParams::default()),
+        ("default deflection", TessellationParams::default()),
         (
             "fine (0.02 mm, 0.15 rad)",
-            TessellateParams {
+            TessellationParams {
                 linear_deflection: Some(2e-5),
                 angular_deflection: Some(0.15),
             },
@@ -45,7 +45,7 @@ fn main() -> anyhow::Result<()> {
     for (label, params) in scenarios {
         println!("-- {label}");
 
-        // Ours, in process: read + mesh (shim) + GLB (gltf-json).
+        // Ours, in process: read + mesh (shim) + GLB (lightbox_scene::export).
         let mut ours = Vec::new();
         let mut last = None;
         for _ in 0..runs {
@@ -63,11 +63,14 @@ fn main() -> anyhow::Result<()> {
         );
 
         // Ours, isolated: the worker's path (child process with limits).
-        let isolation = Isolation::current_exe(std::time::Duration::from_secs(120), 8 << 30)?;
+        let sandbox = lightbox_isolate::Sandbox::current_exe(
+            std::time::Duration::from_secs(120),
+            Some(8 << 30),
+        )?;
         let mut isolated = Vec::new();
         for _ in 0..runs {
             let start = Instant::now();
-            tessellate_bytes(&step_bytes, &params, u64::MAX, &isolation, None)?;
+            tessellate_bytes(&step_bytes, &params, u64::MAX, &sandbox)?;
             isolated.push(start.elapsed().as_secs_f64() * 1000.0);
         }
         println!(

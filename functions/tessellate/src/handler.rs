@@ -20,7 +20,12 @@ use lightbox_runtime::worker::{Handler, Job, JobContext, Outcome};
 use lightbox_runtime::{Function, JobError, ObjectKey, StoreError};
 use tracing::{info, warn};
 
-use crate::{cache_key, glb, tessellate_bytes, Isolation, Stats, TessellateParams};
+use lightbox_isolate::Sandbox;
+
+use crate::{
+    cache_key, params_from_request, scene, tessellate_bytes, Stats, TessellateError,
+    TessellationParams,
+};
 
 /// Limits of one tessellation.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,27 +74,28 @@ impl Limits {
 /// The queue handler.
 pub struct TessellateHandler {
     pub limits: Limits,
-    pub isolation: Isolation,
+    /// Where and how OCCT runs; each job adds its cancel flag.
+    pub sandbox: Sandbox,
     /// In-process single flight: one gate per cache key being produced.
     gates: Mutex<HashMap<ObjectKey, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl TessellateHandler {
-    pub fn new(limits: Limits, isolation: Isolation) -> Self {
+    pub fn new(limits: Limits, sandbox: Sandbox) -> Self {
         Self {
             limits,
-            isolation,
+            sandbox,
             gates: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Limits from the environment; this executable is the OCCT child
-    /// (`LIGHTBOX_TESSELLATE_FAULT_INJECTION=1` enables test faults).
+    /// Limits from the environment; this executable is the OCCT child (its `main` serves
+    /// [`crate::CHILD`]; `LIGHTBOX_TESSELLATE_FAULT_INJECTION=1` enables test faults).
     pub fn from_env() -> std::io::Result<Self> {
         let limits = Limits::from_env();
-        let mut isolation = Isolation::current_exe(limits.timeout, limits.max_memory_bytes)?;
-        isolation.fault_injection = env_bool("LIGHTBOX_TESSELLATE_FAULT_INJECTION", false);
-        Ok(Self::new(limits, isolation))
+        let mut sandbox = crate::sandbox(std::env::current_exe()?, &limits);
+        sandbox.fault_injection = env_bool("LIGHTBOX_TESSELLATE_FAULT_INJECTION", false);
+        Ok(Self::new(limits, sandbox))
     }
 
     fn gate(&self, key: &ObjectKey) -> Arc<tokio::sync::Mutex<()>> {
@@ -147,7 +153,7 @@ impl TessellateHandler {
         &self,
         ctx: &JobContext,
         input: Bytes,
-        params: TessellateParams,
+        params: TessellationParams,
         key: &ObjectKey,
     ) -> Result<(Bytes, Option<Stats>), JobError> {
         if let Some(glb) = self.cached(ctx, key).await? {
@@ -165,14 +171,18 @@ impl TessellateHandler {
                 return Ok((glb, None));
             }
             ctx.progress(2, 4, None, "tessellating");
-            let isolation = self.isolation.clone();
+            let sandbox = Sandbox {
+                cancel: Some(ctx.cancel_flag()),
+                ..self.sandbox.clone()
+            };
             let max_input = self.limits.max_input_bytes;
-            let cancel = ctx.cancel_flag();
             let done = tokio::task::spawn_blocking(move || {
-                tessellate_bytes(&input, &params, max_input, &isolation, Some(&cancel))
+                tessellate_bytes(&input, &params, max_input, &sandbox)
             })
             .await
-            .map_err(|err| JobError::permanent(format!("tessellation task failed: {err}")))??;
+            .map_err(|err| TessellateError::Task {
+                reason: err.to_string(),
+            })??;
             let glb = Bytes::from(done.glb);
             ctx.store.put(key, glb.clone()).await?;
             Ok((glb, Some(done.stats)))
@@ -195,7 +205,7 @@ impl Handler for TessellateHandler {
 
     async fn handle(&self, job: Job<TessellateRequest>) -> Result<Outcome, JobError> {
         let Job { request, ctx } = job;
-        let params = TessellateParams::from_request(&request)?;
+        let params = params_from_request(&request)?;
         if let Some(output) = &request.output {
             ctx.store.check(output)?;
         }
@@ -235,10 +245,8 @@ impl Handler for TessellateHandler {
         let (parts, instances, triangles) = match &stats {
             Some(stats) => (stats.parts, stats.instances, stats.triangles),
             None => {
-                let counts = glb::glb_counts(&glb).ok_or_else(|| {
-                    JobError::permanent(format!(
-                        "cached object {key} is not a GLB this function wrote"
-                    ))
+                let counts = scene::glb_counts(&glb).ok_or_else(|| TessellateError::NotOurGlb {
+                    key: key.to_string(),
                 })?;
                 (counts.parts, counts.instances, counts.triangles)
             }

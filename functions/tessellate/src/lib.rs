@@ -2,40 +2,49 @@
 //!
 //! OpenCASCADE 7.6 reads the file with XCAF (names, colours, the assembly tree, units) and meshes
 //! each distinct part once through a small C++ shim (`occt/shim.cpp`, the only `unsafe` code is
-//! in [`ffi`]); Rust writes the GLB ([`glb`]): one mesh per part, one node per placement, metres,
-//! Y-up. In the worker, OCCT runs in a child process with a time and memory limit ([`isolate`]),
-//! and results are cached per CAD content under [`cache_key`] ([`handler`]).
+//! in [`ffi`]); [`scene`] turns the parts and placements into a `lightbox_scene::Scene` (one
+//! mesh per part, one instance per placement, colours as materials, metres) and the scene
+//! crate's one GLB writer writes it, Y-up under a root node. In the worker, OCCT runs in a child
+//! process under a [`Sandbox`] (time and memory limits, cancellation; [`isolate`]), and results
+//! are cached per CAD content under [`cache_key`] ([`handler`]).
 //!
 //! The pure core is [`tessellate_bytes`] (isolated) or [`tessellate_file`] (in this process);
-//! the queue handler and `lightbox tessellate` both run it.
+//! the queue handler and `lightbox tessellate` both run it. Parameters are the wire type
+//! [`TessellationParams`], checked by [`validate_params`].
 //!
 //! ```no_run
-//! use lightbox_tessellate::{samples, tessellate_file, TessellateParams};
+//! use lightbox_tessellate::{samples, tessellate_file, TessellationParams};
 //!
 //! let dir = std::env::temp_dir();
 //! let step = dir.join("bracket.step");
 //! samples::write_step(samples::Sample::Bracket, &step).unwrap();
-//! let done = tessellate_file(&step, &TessellateParams::default()).unwrap();
+//! let done = tessellate_file(&step, &TessellationParams::default()).unwrap();
 //! assert_eq!(&done.glb[0..4], b"glTF");
 //! println!("{} parts, {} triangles", done.stats.parts, done.stats.triangles);
 //! ```
 
 pub mod ffi;
-pub mod glb;
 pub mod handler;
 pub mod isolate;
 pub mod model;
 pub mod samples;
+pub mod scene;
 
 use std::path::Path;
 use std::time::Instant;
 
-use serde::{Deserialize, Serialize};
-use lightbox_runtime::requests::{TessellateRequest, TessellationParams};
+use lightbox_isolate::{Sandbox, SandboxError};
+use lightbox_runtime::requests::TessellateRequest;
 use lightbox_runtime::ObjectKey;
+use serde::{Deserialize, Serialize};
 
 pub use handler::{Limits, TessellateHandler};
-pub use isolate::{run_isolated, serve_child_if_requested, Isolation};
+pub use isolate::{run_isolated, CHILD};
+/// The meshing parameters, as jobs send them (`lightbox_runtime::requests`).
+pub use lightbox_runtime::requests::TessellationParams;
+/// The former name of [`TessellationParams`] (the same type), until `cli/src/render_cmd.rs`
+/// names it by its own name.
+pub type TessellateParams = TessellationParams;
 
 /// Part of every cache key (`lightbox_runtime::cache::TESSELLATOR_VERSION`): bump it there whenever the GLB
 /// for the same input would change.
@@ -44,49 +53,54 @@ pub use lightbox_runtime::cache::TESSELLATOR_VERSION;
 /// The default linear deflection, as a fraction of the model's bounding-box diagonal.
 pub const DEFAULT_RELATIVE_DEFLECTION: f64 = 0.001;
 
-/// Meshing parameters. `None` takes the defaults: a linear deflection of
-/// [`DEFAULT_RELATIVE_DEFLECTION`] times the model's size, and 0.5 rad.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
-pub struct TessellateParams {
-    /// Largest distance between the mesh and the surface, in metres.
-    pub linear_deflection: Option<f64>,
-    /// Largest angle between neighbouring facets' normals, in radians.
-    pub angular_deflection: Option<f64>,
+/// The meshing parameters of a job request (`None` takes the defaults: a linear deflection of
+/// [`DEFAULT_RELATIVE_DEFLECTION`] times the model's size, and 0.5 rad), checked.
+pub fn params_from_request(
+    request: &TessellateRequest,
+) -> Result<TessellationParams, TessellateError> {
+    let params = TessellationParams {
+        linear_deflection: request.linear_deflection,
+        angular_deflection: request.angular_deflection,
+    };
+    validate_params(&params)?;
+    Ok(params)
 }
 
-impl TessellateParams {
-    /// Validated parameters from a job request.
-    pub fn from_request(request: &TessellateRequest) -> Result<Self, TessellateError> {
-        let params = Self {
-            linear_deflection: request.linear_deflection,
-            angular_deflection: request.angular_deflection,
-        };
-        params.validate()?;
-        Ok(params)
+/// Checks that the deflections are meshable: linear in (0, 1] m, angular in [0.01, pi/2] rad.
+pub fn validate_params(params: &TessellationParams) -> Result<(), TessellateError> {
+    if let Some(d) = params.linear_deflection {
+        if !(d.is_finite() && d > 0.0 && d <= 1.0) {
+            return Err(TessellateError::Parameters {
+                // `{:?}` writes 1e300 as such, where `{}` writes all 301 digits.
+                reason: format!("linear_deflection {d:?} m is outside (0, 1]"),
+            });
+        }
     }
+    if let Some(a) = params.angular_deflection {
+        if !(a.is_finite() && (0.01..=std::f64::consts::FRAC_PI_2).contains(&a)) {
+            return Err(TessellateError::Parameters {
+                reason: format!("angular_deflection {a:?} rad is outside [0.01, pi/2]"),
+            });
+        }
+    }
+    Ok(())
+}
 
-    pub fn validate(&self) -> Result<(), TessellateError> {
-        if let Some(d) = self.linear_deflection {
-            if !(d.is_finite() && d > 0.0 && d <= 1.0) {
-                return Err(TessellateError::Parameters {
-                    // `{:?}` writes 1e300 as such, where `{}` writes all 301 digits.
-                    reason: format!("linear_deflection {d:?} m is outside (0, 1]"),
-                });
-            }
-        }
-        if let Some(a) = self.angular_deflection {
-            if !(a.is_finite() && (0.01..=std::f64::consts::FRAC_PI_2).contains(&a)) {
-                return Err(TessellateError::Parameters {
-                    reason: format!("angular_deflection {a:?} rad is outside [0.01, pi/2]"),
-                });
-            }
-        }
-        Ok(())
+/// The sandbox OCCT runs in under `limits`, started from `executable` (one that serves
+/// [`CHILD`]).
+pub fn sandbox(executable: std::path::PathBuf, limits: &Limits) -> Sandbox {
+    Sandbox {
+        executable,
+        time_limit: limits.timeout,
+        address_space: Some(limits.max_memory_bytes),
+        cancel: None,
+        fault_injection: false,
     }
 }
 
-/// Why a tessellation failed. Everything but [`TessellateError::Io`] is a problem with the input
-/// or its parameters, and retrying would not help.
+/// Why a tessellation failed. Its retry class is decided in one place, the `From` impl for
+/// `JobError` below: only local I/O trouble ([`TessellateError::Io`]) is retried, the rest is
+/// a problem with the input or its parameters, and retrying would not help.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
 pub enum TessellateError {
@@ -116,6 +130,12 @@ pub enum TessellateError {
     Parameters { reason: String },
     #[error("could not write the GLB: {reason}")]
     Glb { reason: String },
+    /// A cache entry that [`scene::glb_counts`] cannot read.
+    #[error("cached object {key} is not a GLB this function wrote")]
+    NotOurGlb { key: String },
+    /// The blocking task that waits for the child ended without an answer (it panicked).
+    #[error("tessellation task failed: {reason}")]
+    Task { reason: String },
     #[error("{what}: {reason}")]
     Io { what: String, reason: String },
     #[error("cancelled")]
@@ -129,6 +149,7 @@ impl TessellateError {
     }
 }
 
+/// The one place tessellate errors get their retry class.
 impl From<TessellateError> for lightbox_runtime::JobError {
     fn from(err: TessellateError) -> Self {
         match err {
@@ -152,6 +173,41 @@ impl From<ffi::OcctError> for TessellateError {
             OcctStatus::OutOfMemory => Self::OutOfMemory { limit_mib: 0 },
             OcctStatus::Failure => Self::Occt {
                 message: err.message,
+            },
+        }
+    }
+}
+
+/// A child that gave no answer: crashed, hung, cancelled, out of memory, or never started.
+impl TessellateError {
+    fn from_sandbox(err: SandboxError, sandbox: &Sandbox) -> Self {
+        let memory_limit_mib = sandbox.address_space.unwrap_or(0) >> 20;
+        match err {
+            SandboxError::Start { executable, reason } => Self::Io {
+                what: format!("starting the tessellator {}", executable.display()),
+                reason,
+            },
+            SandboxError::Io { what, reason } => Self::Io {
+                what: what.to_owned(),
+                reason,
+            },
+            SandboxError::Request(reason) => Self::Parameters { reason },
+            SandboxError::TimedOut { limit } => Self::TimedOut {
+                seconds: limit.as_secs_f64(),
+            },
+            SandboxError::Cancelled => Self::Cancelled,
+            SandboxError::OutOfMemory { limit } => Self::OutOfMemory {
+                limit_mib: limit.unwrap_or(0) >> 20,
+            },
+            SandboxError::Crashed { status, stderr } => Self::Crashed {
+                how: lightbox_isolate::describe_exit(status),
+                memory_limit_mib,
+                stderr: lightbox_isolate::last_line(&stderr).unwrap_or_default(),
+            },
+            SandboxError::BadReply { reason } => Self::Crashed {
+                how: format!("ended without a readable result: {reason}"),
+                memory_limit_mib,
+                stderr: String::new(),
             },
         }
     }
@@ -262,23 +318,17 @@ fn last_entity_id(body: &[u8]) -> Option<u64> {
 /// The content-derived cache key, `cache/tessellate/<sha256>.glb`: sha256 of the STEP bytes, the
 /// parameters and the tessellator version. It is `lightbox_runtime::cache::tessellation_key`, so other
 /// functions (render) find the GLB without asking for a tessellation.
-pub fn cache_key(step: &[u8], params: &TessellateParams) -> ObjectKey {
-    lightbox_runtime::cache::tessellation_key(
-        step,
-        &TessellationParams {
-            linear_deflection: params.linear_deflection,
-            angular_deflection: params.angular_deflection,
-        },
-    )
+pub fn cache_key(step: &[u8], params: &TessellationParams) -> ObjectKey {
+    lightbox_runtime::cache::tessellation_key(step, params)
 }
 
 /// Reads, meshes and writes in this process (the child process runs this). Prefer
 /// [`tessellate_bytes`], which isolates OCCT.
 pub fn tessellate_file(
     step: &Path,
-    params: &TessellateParams,
+    params: &TessellationParams,
 ) -> Result<Tessellated, TessellateError> {
-    params.validate()?;
+    validate_params(params)?;
     let model = ffi::read_and_mesh(
         step,
         params.linear_deflection,
@@ -286,13 +336,10 @@ pub fn tessellate_file(
         params.angular_deflection,
     )?;
     let write_start = Instant::now();
-    let glb = glb::write_glb(
+    let glb = scene::write_glb(
         &model,
         &format!("lightbox-tessellate {}", TESSELLATOR_VERSION),
-    )
-    .map_err(|err| TessellateError::Glb {
-        reason: err.to_string(),
-    })?;
+    )?;
     let stats = Stats {
         parts: model.parts.len(),
         instances: model.placements.len(),
@@ -309,18 +356,17 @@ pub fn tessellate_file(
     Ok(Tessellated { glb, stats })
 }
 
-/// The pure core: checks the bytes, then reads, meshes and writes in a child process under the
-/// isolation's time and memory limits.
+/// The pure core: checks the bytes, then reads, meshes and writes in a child process under
+/// `sandbox` (its time and memory limits, its cancel flag; see [`sandbox`]).
 pub fn tessellate_bytes(
     step: &[u8],
-    params: &TessellateParams,
+    params: &TessellationParams,
     max_input_bytes: u64,
-    isolation: &Isolation,
-    cancel: Option<&std::sync::atomic::AtomicBool>,
+    sandbox: &Sandbox,
 ) -> Result<Tessellated, TessellateError> {
-    params.validate()?;
+    validate_params(params)?;
     check_step_bytes(step, max_input_bytes)?;
-    let (glb, stats) = run_isolated(step, params, isolation, cancel)?;
+    let (glb, stats) = run_isolated(step, params, sandbox)?;
     Ok(Tessellated { glb, stats })
 }
 
@@ -351,7 +397,7 @@ mod tests {
             let bytes = std::fs::read(&path).unwrap();
             check_step_bytes(&bytes, u64::MAX).unwrap();
             let start = Instant::now();
-            let done = tessellate_file(&path, &TessellateParams::default()).unwrap();
+            let done = tessellate_file(&path, &TessellationParams::default()).unwrap();
             eprintln!("{sample:?}: {:?} in {:?}", done.stats, start.elapsed());
             assert_eq!(&done.glb[0..4], b"glTF");
             assert!(done.stats.triangles > 100, "{sample:?}");

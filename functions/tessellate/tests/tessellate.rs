@@ -7,28 +7,22 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use gltf_json as json;
+use lightbox_isolate::Sandbox;
 use lightbox_tessellate::samples::{self, Sample};
-use lightbox_tessellate::{
-    tessellate_bytes, Isolation, TessellateError, TessellateParams, Tessellated,
-};
+use lightbox_tessellate::{tessellate_bytes, TessellateError, Tessellated, TessellationParams};
 
-fn isolation() -> Isolation {
-    Isolation {
-        helper: PathBuf::from(env!("CARGO_BIN_EXE_lightbox-tessellate")),
-        timeout: Duration::from_secs(60),
-        max_memory_bytes: 4 << 30,
+fn sandbox() -> Sandbox {
+    Sandbox {
+        executable: PathBuf::from(env!("CARGO_BIN_EXE_lightbox-tessellate")),
+        time_limit: Duration::from_secs(60),
+        address_space: Some(4 << 30),
+        cancel: None,
         fault_injection: false,
     }
 }
 
 fn run(step: &[u8]) -> Result<Tessellated, TessellateError> {
-    tessellate_bytes(
-        step,
-        &TessellateParams::default(),
-        64 << 20,
-        &isolation(),
-        None,
-    )
+    tessellate_bytes(step, &TessellationParams::default(), 64 << 20, &sandbox())
 }
 
 fn workspace_root() -> PathBuf {
@@ -223,24 +217,22 @@ fn finer_deflection_gives_more_triangles() {
     let step = samples::step_bytes(Sample::Duct).unwrap();
     let coarse = tessellate_bytes(
         &step,
-        &TessellateParams {
+        &TessellationParams {
             linear_deflection: Some(0.001),
             angular_deflection: Some(0.8),
         },
         64 << 20,
-        &isolation(),
-        None,
+        &sandbox(),
     )
     .unwrap();
     let fine = tessellate_bytes(
         &step,
-        &TessellateParams {
+        &TessellationParams {
             linear_deflection: Some(0.00005),
             angular_deflection: Some(0.2),
         },
         64 << 20,
-        &isolation(),
-        None,
+        &sandbox(),
     )
     .unwrap();
     assert!(
@@ -300,14 +292,8 @@ fn bad_inputs_fail_with_clear_messages() {
             "{err}"
         ),
     }
-    let err = tessellate_bytes(
-        &good,
-        &TessellateParams::default(),
-        1000,
-        &isolation(),
-        None,
-    )
-    .unwrap_err();
+    let err =
+        tessellate_bytes(&good, &TessellationParams::default(), 1000, &sandbox()).unwrap_err();
     assert_eq!(
         err.to_string(),
         format!(
@@ -329,14 +315,13 @@ fn with_fault(fault: &str) -> Vec<u8> {
 
 #[test]
 fn a_crashing_hanging_or_runaway_child_fails_cleanly() {
-    let mut isolation = isolation();
-    isolation.fault_injection = true;
-    isolation.timeout = Duration::from_secs(2);
-    isolation.max_memory_bytes = 1 << 30;
-    let params = TessellateParams::default();
+    let mut sandbox = sandbox();
+    sandbox.fault_injection = true;
+    sandbox.time_limit = Duration::from_secs(2);
+    sandbox.address_space = Some(1 << 30);
+    let params = TessellationParams::default();
 
-    let err =
-        tessellate_bytes(&with_fault("crash"), &params, 64 << 20, &isolation, None).unwrap_err();
+    let err = tessellate_bytes(&with_fault("crash"), &params, 64 << 20, &sandbox).unwrap_err();
     assert!(
         err.to_string()
             .starts_with("the tessellator crashed (killed by signal 6 (SIGABRT)"),
@@ -344,33 +329,25 @@ fn a_crashing_hanging_or_runaway_child_fails_cleanly() {
     );
 
     let start = Instant::now();
-    let err =
-        tessellate_bytes(&with_fault("hang"), &params, 64 << 20, &isolation, None).unwrap_err();
+    let err = tessellate_bytes(&with_fault("hang"), &params, 64 << 20, &sandbox).unwrap_err();
     assert!(matches!(err, TessellateError::TimedOut { .. }), "{err}");
     assert!(start.elapsed() < Duration::from_secs(10));
 
-    let err =
-        tessellate_bytes(&with_fault("alloc"), &params, 64 << 20, &isolation, None).unwrap_err();
+    let err = tessellate_bytes(&with_fault("alloc"), &params, 64 << 20, &sandbox).unwrap_err();
     assert_eq!(err, TessellateError::OutOfMemory { limit_mib: 1024 });
 
     // Without fault injection the markers are plain comments, and the same bytes tessellate.
-    let done = tessellate_bytes(
-        &with_fault("crash"),
-        &params,
-        64 << 20,
-        &self::isolation(),
-        None,
-    )
-    .unwrap();
+    let done = tessellate_bytes(&with_fault("crash"), &params, 64 << 20, &self::sandbox()).unwrap();
     assert_eq!(done.stats.parts, 1);
 }
 
 #[test]
 fn cancelling_kills_the_child() {
-    let mut isolation = isolation();
-    isolation.fault_injection = true;
+    let mut sandbox = sandbox();
+    sandbox.fault_injection = true;
     let cancel = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let flag = cancel.clone();
+    sandbox.cancel = Some(cancel.clone());
+    let flag = cancel;
     std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         flag.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -378,10 +355,9 @@ fn cancelling_kills_the_child() {
     let start = Instant::now();
     let err = tessellate_bytes(
         &with_fault("hang"),
-        &TessellateParams::default(),
+        &TessellationParams::default(),
         64 << 20,
-        &isolation,
-        Some(&cancel),
+        &sandbox,
     )
     .unwrap_err();
     assert_eq!(err, TessellateError::Cancelled);

@@ -2,206 +2,225 @@
 //! allocates for them before reading (`cargo fuzz` found a 40-byte change that asks for 160 GB
 //! and aborts the process). [`usdc_guard`](super::usdc_guard) refuses such claims in the file's
 //! tables, but values deeper in the file can make the same claims; so workers import USD in a
-//! child with an address-space limit, and a runaway allocation, panic or hang fails one job.
+//! child with an address-space limit ([`lightbox_isolate`]), and a runaway allocation, panic or
+//! hang fails one job.
 //!
-//! The child is an executable that calls [`serve_child_if_requested`] first thing in `main` (the
-//! function binaries do; `lightbox-usd-import` is a bare one). It reads the USD bytes from stdin,
-//! imports them under the limits given as arguments and writes the scene to stdout as GLB (which
-//! carries everything the importer produces), or the error text with exit status 3.
+//! The child is the entry [`CHILD`], served by executables that list it first thing in `main`:
+//!
+//! ```no_run
+//! // First thing in `main`: in the child this runs the entry and exits.
+//! lightbox_isolate::serve_child_if_requested(&[lightbox_scene::usd_isolate::CHILD]);
+//! ```
+//!
+//! (the function binaries and the CLI do; `lightbox-usd-import` is a bare one). The child imports
+//! the bytes under the caller's [`ImportLimits`] and hands back the scene as GLB (which carries
+//! everything the importer produces) or the [`UsdImportError`] itself: its variant crosses the
+//! process boundary, so the parent gets the same typed error an in-process import gives.
 
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
-use std::sync::OnceLock;
-use std::time::{Duration, Instant};
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::Duration;
 
+use lightbox_isolate::{ChildCall, ChildReply, Entry, Sandbox, SandboxError};
+use serde::{Deserialize, Serialize};
+
+use super::budget::OverBudget;
 use super::export::export_glb;
 use super::gltf::{import_gltf_with_limits, ImportLimits};
 use super::usd::{import_usd_with_limits, UsdImportError};
 use super::Scene;
 
-/// The hidden first argument that makes an executable the USD import child.
-pub const CHILD_ARG: &str = "__lightbox-usd-import-child";
+/// The USD import child.
+pub const CHILD: Entry = Entry {
+    name: "usd-import",
+    main: child_main,
+};
 
 /// Address space the child needs besides the scene: its own code, libraries and stacks.
 const CHILD_BASE_BYTES: u64 = 2 << 30;
-/// Exit status of a child that imported nothing and wrote the error to stdout.
-const IMPORT_ERROR_STATUS: i32 = 3;
-
-fn limits_to_args(limits: &ImportLimits) -> Vec<String> {
-    [
-        limits.max_instanced_triangles as u64,
-        limits.max_unique_triangles as u64,
-        limits.max_vertices_per_accessor as u64,
-        limits.max_instances as u64,
-        limits.max_node_depth as u64,
-        limits.max_texture_pixels,
-        limits.memory_budget,
-    ]
-    .iter()
-    .map(u64::to_string)
-    .collect()
-}
-
-fn limits_from_args(args: &[String]) -> Option<ImportLimits> {
-    let n: Vec<u64> = args.iter().map(|a| a.parse().ok()).collect::<Option<_>>()?;
-    let [a, b, c, d, e, f, g] = n.as_slice() else {
-        return None;
-    };
-    Some(ImportLimits {
-        max_instanced_triangles: *a as usize,
-        max_unique_triangles: *b as usize,
-        max_vertices_per_accessor: *c as usize,
-        max_instances: *d as usize,
-        max_node_depth: *e as usize,
-        max_texture_pixels: *f,
-        memory_budget: *g,
-    })
-}
-
-/// The executable that serves the child, once this process has said it can (see
-/// [`serve_child_if_requested`]). Unset, USD is imported in-process (library users, tests).
-static HELPER: OnceLock<PathBuf> = OnceLock::new();
 
 /// Longest a USD file may take to read in the child before it is killed.
 pub const READ_TIMEOUT: Duration = Duration::from_secs(300);
 
-/// If this process was started as the USD import child, imports stdin to stdout and exits.
-/// Otherwise returns at once, and from then on [`import_usd`] runs in a child started from this
-/// executable. Binaries call it first thing in `main`.
-pub fn serve_child_if_requested() {
-    let args: Vec<String> = std::env::args().collect();
-    if args.get(1).map(String::as_str) != Some(CHILD_ARG) {
-        if let Ok(exe) = std::env::current_exe() {
-            let _ = HELPER.set(exe);
-        }
-        return;
+/// The sandbox the USD reader runs in: `executable` (one that serves [`CHILD`]), the read
+/// timeout, and an address space of the memory budget plus what the reader itself needs.
+pub fn sandbox(executable: PathBuf, limits: &ImportLimits) -> Sandbox {
+    Sandbox {
+        executable,
+        time_limit: READ_TIMEOUT,
+        address_space: Some(limits.memory_budget.saturating_add(CHILD_BASE_BYTES)),
+        cancel: None,
+        fault_injection: false,
     }
-    let Some(limits) = limits_from_args(&args[2..]) else {
-        eprintln!("usage: {CHILD_ARG} <seven import limits>");
-        std::process::exit(2);
-    };
-    let memory = limits.memory_budget.saturating_add(CHILD_BASE_BYTES);
-    if let Err(err) = rlimit::setrlimit(rlimit::Resource::AS, memory, memory) {
-        eprintln!("cannot limit the child's address space: {err}");
-        std::process::exit(2);
-    }
-    let mut bytes = Vec::new();
-    if let Err(err) = std::io::stdin().read_to_end(&mut bytes) {
-        eprintln!("cannot read the model: {err}");
-        std::process::exit(2);
-    }
-    let mut stdout = std::io::stdout().lock();
-    let status = match import_usd_with_limits(&bytes, &limits) {
-        Ok(scene) => {
-            let _ = stdout.write_all(&export_glb(&scene));
-            0
-        }
-        Err(err) => {
-            let _ = stdout.write_all(err.to_string().as_bytes());
-            IMPORT_ERROR_STATUS
-        }
-    };
-    let _ = stdout.flush();
-    std::process::exit(status);
 }
 
-/// Imports USD bytes: in a child process when this executable serves one (the function
-/// binaries), else in-process.
+/// Imports USD bytes: in a child of this executable when it serves [`CHILD`] (the function
+/// binaries), else in-process (library users, tests).
 pub fn import_usd(bytes: &[u8], limits: &ImportLimits) -> Result<Scene, UsdImportError> {
-    match HELPER.get() {
-        Some(helper) => import_usd_isolated(bytes, limits, helper, READ_TIMEOUT),
-        None => import_usd_with_limits(bytes, limits),
+    if !lightbox_isolate::serves(&CHILD) {
+        return import_usd_with_limits(bytes, limits);
+    }
+    match std::env::current_exe() {
+        Ok(executable) => import_usd_isolated(bytes, limits, &sandbox(executable, limits)),
+        Err(err) => Err(UsdImportError::Open {
+            reason: format!("cannot find this executable to start the USD reader: {err}"),
+        }),
     }
 }
 
-/// Imports USD bytes in a child process started from `helper` (an executable that calls
-/// [`serve_child_if_requested`]), limited to the memory budget plus its own needs and to
-/// `timeout`. Errors read like [`import_usd_with_limits`]'s.
+/// Imports USD bytes in a child process under `sandbox` (see [`sandbox`]). Errors are the ones
+/// [`import_usd_with_limits`] gives, plus [`UsdImportError::Open`] for a reader that crashed,
+/// hung or could not start.
 pub fn import_usd_isolated(
     bytes: &[u8],
     limits: &ImportLimits,
-    helper: &Path,
-    timeout: Duration,
+    sandbox: &Sandbox,
 ) -> Result<Scene, UsdImportError> {
-    let failed = |reason: String| UsdImportError::Open { reason };
-    let mut child = Command::new(helper)
-        .arg(CHILD_ARG)
-        .args(limits_to_args(limits))
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|err| {
-            failed(format!(
-                "cannot start the USD reader {}: {err}",
-                helper.display()
-            ))
+    let reply = sandbox
+        .run::<WireLimits, Result<(), WireError>>(&CHILD, &WireLimits(*limits), bytes)
+        .map_err(|err| UsdImportError::Open {
+            reason: reader_failure(&err, sandbox),
         })?;
-    let mut stdin = child.stdin.take().expect("piped stdin");
-    let mut stdout = child.stdout.take().expect("piped stdout");
-    let mut stderr = child.stderr.take().expect("piped stderr");
-    let input = bytes.to_vec();
-    let writer = std::thread::spawn(move || {
-        // A child that fails early closes its end; the write error changes nothing.
-        let _ = stdin.write_all(&input);
-    });
-    let reader = std::thread::spawn(move || {
-        let mut out = Vec::new();
-        let _ = stdout.read_to_end(&mut out);
-        out
-    });
-    let err_reader = std::thread::spawn(move || {
-        let mut out = String::new();
-        let _ = stderr.read_to_string(&mut out);
-        out
-    });
-    let started = Instant::now();
-    let status = loop {
-        match child.try_wait() {
-            Ok(Some(status)) => break Some(status),
-            Ok(None) if started.elapsed() >= timeout => {
-                let _ = child.kill();
-                let _ = child.wait();
-                break None;
-            }
-            Ok(None) => std::thread::sleep(Duration::from_millis(5)),
-            Err(err) => return Err(failed(format!("lost the USD reader: {err}"))),
-        }
+    reply.report.map_err(|WireError(err)| err)?;
+    import_gltf_with_limits(&reply.output, limits).map_err(|err| UsdImportError::Open {
+        reason: format!("the USD reader's scene could not be read back: {err}"),
+    })
+}
+
+/// Why the reader produced nothing, in the words the bad-input corpus pins.
+fn reader_failure(err: &SandboxError, sandbox: &Sandbox) -> String {
+    let limit = match sandbox.address_space {
+        Some(bytes) => format!(" within its memory limit of {} MiB", bytes >> 20),
+        None => String::new(),
     };
-    let _ = writer.join();
-    let output = reader.join().unwrap_or_default();
-    let log = err_reader.join().unwrap_or_default();
-    let Some(status) = status else {
-        return Err(failed(format!(
+    match err {
+        SandboxError::Start { executable, reason } => format!(
+            "cannot start the USD reader {}: {reason}",
+            executable.display()
+        ),
+        SandboxError::TimedOut { limit } => format!(
             "the USD reader did not finish within {} s",
-            timeout.as_secs()
-        )));
-    };
-    match status.code() {
-        Some(0) => import_gltf_with_limits(&output, limits).map_err(|err| {
-            failed(format!(
-                "the USD reader's scene could not be read back: {err}"
-            ))
-        }),
-        Some(IMPORT_ERROR_STATUS) => Err(UsdImportError::Reader {
-            message: String::from_utf8_lossy(&output).into_owned(),
-        }),
-        _ => {
+            limit.as_secs()
+        ),
+        SandboxError::Cancelled => "the USD read was cancelled".into(),
+        SandboxError::OutOfMemory { .. } => format!(
+            "the USD reader ran out of memory{limit}: the file is corrupt or declares more than it holds"
+        ),
+        SandboxError::Crashed { status, stderr } => {
             // Rust's allocation-failure message names the size asked for.
-            let last_line = log
+            let allocation = stderr
                 .lines()
                 .find(|l| l.starts_with("memory allocation of"))
-                .unwrap_or("")
-                .trim()
-                .to_owned();
-            Err(failed(format!(
-                "the USD reader stopped ({status}) within its memory limit of {} MiB: the file is corrupt or declares more than it holds{}",
-                limits.memory_budget.saturating_add(CHILD_BASE_BYTES) >> 20,
-                if last_line.is_empty() { String::new() } else { format!(" ({last_line})") }
-            )))
+                .map(|l| format!(" ({})", l.trim()))
+                .unwrap_or_default();
+            format!(
+                "the USD reader stopped ({status}){limit}: the file is corrupt or declares more than it holds{allocation}"
+            )
+        }
+        SandboxError::Request(_) | SandboxError::Io { .. } | SandboxError::BadReply { .. } => {
+            format!("the USD reader failed: {err}")
         }
     }
+}
+
+fn child_main(call: &ChildCall) -> Result<ChildReply, String> {
+    let WireLimits(limits) = call.request().map_err(|err| err.to_string())?;
+    let bytes = call
+        .read_input()
+        .map_err(|err| format!("cannot read the model: {err}"))?;
+    Ok(match import_usd_with_limits(&bytes, &limits) {
+        Ok(scene) => ChildReply::new(&Ok::<(), WireError>(()), export_glb(&scene)),
+        Err(err) => ChildReply::new(&Err::<(), _>(WireError(err)), Vec::new()),
+    })
+}
+
+/// [`ImportLimits`] as the child receives them.
+#[derive(Serialize, Deserialize)]
+struct WireLimits(#[serde(with = "ImportLimitsDef")] ImportLimits);
+
+/// [`UsdImportError`] as the child sends it: the variant and its fields, so the parent rebuilds
+/// the same error (the same kind and the same message).
+#[derive(Debug, Serialize, Deserialize)]
+struct WireError(#[serde(with = "UsdImportErrorDef")] UsdImportError);
+
+// Serde mirrors of the scene's types (which stay serde-free): the derives fail to compile when a
+// field or variant is added there and not here.
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "ImportLimits")]
+struct ImportLimitsDef {
+    max_instanced_triangles: usize,
+    max_unique_triangles: usize,
+    max_vertices_per_accessor: usize,
+    max_instances: usize,
+    max_node_depth: usize,
+    max_texture_pixels: u64,
+    memory_budget: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "OverBudget")]
+struct OverBudgetDef {
+    needed: u64,
+    geometry: u64,
+    acceleration: u64,
+    textures: u64,
+    budget: u64,
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(remote = "UsdImportError", tag = "kind", rename_all = "snake_case")]
+enum UsdImportErrorDef {
+    NotUsd {
+        reason: String,
+    },
+    Open {
+        reason: String,
+    },
+    Prim {
+        prim: String,
+        reason: String,
+    },
+    Composition {
+        reason: String,
+    },
+    TooLarge {
+        #[serde(deserialize_with = "deserialize_name")]
+        what: StaticName,
+        count: u64,
+        limit: u64,
+    },
+    OverBudget(#[serde(with = "OverBudgetDef")] OverBudget),
+    Reader {
+        message: String,
+    },
+    Empty,
+}
+
+/// `&'static str` behind an alias: serde's derive reads lifetimes off the field's spelling and
+/// would otherwise borrow the name from the input.
+type StaticName = &'static str;
+
+fn deserialize_name<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<&'static str, D::Error> {
+    String::deserialize(deserializer).map(intern)
+}
+
+/// `UsdImportError::TooLarge` names what is too large with a `&'static str`. The child's names
+/// are the importer's literals, a short fixed list, so each is leaked once per process at most.
+fn intern(text: String) -> &'static str {
+    static NAMES: Mutex<BTreeSet<&'static str>> = Mutex::new(BTreeSet::new());
+    let mut names = NAMES
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    if let Some(name) = names.get(text.as_str()) {
+        return name;
+    }
+    let name: &'static str = Box::leak(text.into_boxed_str());
+    names.insert(name);
+    name
 }
 
 #[cfg(test)]
@@ -209,13 +228,64 @@ mod tests {
     use super::*;
 
     #[test]
-    fn limits_survive_the_command_line() {
+    fn limits_survive_the_process_boundary() {
         let limits = ImportLimits {
             max_instances: 7,
             memory_budget: 123 << 20,
             ..ImportLimits::default()
         };
-        assert_eq!(limits_from_args(&limits_to_args(&limits)), Some(limits));
-        assert_eq!(limits_from_args(&["1".into()]), None);
+        let WireLimits(back) =
+            serde_json::from_slice(&serde_json::to_vec(&WireLimits(limits)).unwrap()).unwrap();
+        assert_eq!(back, limits);
+    }
+
+    #[test]
+    fn every_error_keeps_its_kind_and_message_across_the_boundary() {
+        let errors = [
+            UsdImportError::NotUsd {
+                reason: "no magic".into(),
+            },
+            UsdImportError::Open {
+                reason: "bad layer".into(),
+            },
+            UsdImportError::Prim {
+                prim: "/World/Mesh".into(),
+                reason: "faceVertexIndices[2] = 99 is out of range for 3 points".into(),
+            },
+            UsdImportError::Composition {
+                reason: "unresolved reference".into(),
+            },
+            UsdImportError::TooLarge {
+                what: "instances",
+                count: 10,
+                limit: 5,
+            },
+            UsdImportError::OverBudget(OverBudget {
+                needed: 5 << 30,
+                geometry: 3 << 30,
+                acceleration: 2 << 30,
+                textures: 0,
+                budget: 4 << 30,
+            }),
+            UsdImportError::Reader {
+                message: "text".into(),
+            },
+            UsdImportError::Empty,
+        ];
+        for err in errors {
+            let message = err.to_string();
+            let kind = std::mem::discriminant(&err);
+            let sent = serde_json::to_vec(&WireError(err)).unwrap();
+            let WireError(back) = serde_json::from_slice(&sent).unwrap();
+            assert_eq!(std::mem::discriminant(&back), kind, "{message}");
+            assert_eq!(back.to_string(), message);
+        }
+    }
+
+    #[test]
+    fn names_are_interned_once() {
+        let a = intern("mesh points".to_owned());
+        let b = intern("mesh points".to_owned());
+        assert!(std::ptr::eq(a, b));
     }
 }

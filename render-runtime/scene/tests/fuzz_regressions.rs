@@ -6,10 +6,10 @@
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
-use lightbox_scene::export::export_glb;
 use std::time::Duration;
 
-use lightbox_scene::usd_isolate::import_usd_isolated;
+use lightbox_scene::export::export_glb;
+use lightbox_scene::usd_isolate::{self, import_usd_isolated};
 use lightbox_scene::{export_usda, import_gltf_with_limits, ImportLimits};
 
 /// The fuzz targets' limits (`fuzz/src/lib.rs`, `import_limits`).
@@ -38,6 +38,18 @@ fn inputs(target: &str) -> Vec<PathBuf> {
     files.sort();
     assert!(!files.is_empty(), "no inputs in {}", dir.display());
     files
+}
+
+/// The isolated reader as the workers run it (the bare `lightbox-usd-import` child), with a
+/// shorter time limit.
+fn reader() -> lightbox_isolate::Sandbox {
+    lightbox_isolate::Sandbox {
+        time_limit: Duration::from_secs(60),
+        ..usd_isolate::sandbox(
+            PathBuf::from(env!("CARGO_BIN_EXE_lightbox-usd-import")),
+            &limits(),
+        )
+    }
 }
 
 /// Runs `run` on every input of `target`, naming the inputs that panicked.
@@ -69,10 +81,9 @@ fn usd_import_regressions_fail_cleanly_in_the_isolated_reader() {
     // openusd can abort the process on some of these (allocations sized by lying counts), so
     // they go through the child-process reader the workers use; each must come back as a scene
     // or an error that says what happened.
-    let helper = Path::new(env!("CARGO_BIN_EXE_lightbox-usd-import"));
     for path in inputs("usd_import") {
         let bytes = std::fs::read(&path).expect("regression input reads");
-        let result = import_usd_isolated(&bytes, &limits(), helper, Duration::from_secs(60));
+        let result = import_usd_isolated(&bytes, &limits(), &reader());
         match result {
             Ok(scene) => {
                 export_glb(&scene);
@@ -97,14 +108,9 @@ fn a_160_gb_claim_fails_the_job_instead_of_the_worker() {
             .join("../../fuzz/regressions/usd_import/usdc-token-vector-count-160gb.usdc"),
     )
     .unwrap();
-    let err = import_usd_isolated(
-        &bytes,
-        &limits(),
-        Path::new(env!("CARGO_BIN_EXE_lightbox-usd-import")),
-        Duration::from_secs(60),
-    )
-    .unwrap_err()
-    .to_string();
+    let err = import_usd_isolated(&bytes, &limits(), &reader())
+        .unwrap_err()
+        .to_string();
     assert!(
         err.contains("the USD reader stopped")
             && err.contains("memory allocation of 171798691844 bytes failed"),

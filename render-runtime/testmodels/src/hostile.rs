@@ -3,53 +3,22 @@
 
 use serde_json::{json, Value};
 
+use lightbox_scene::export::{export_glb, read_glb_container, write_glb_container};
 use lightbox_scene::math::Affine;
-use lightbox_scene::export::export_glb;
 use lightbox_scene::{Material, Scene};
 
 /// Splits a GLB into its JSON document and its binary chunk (empty when there is none).
 /// Returns `None` for bytes that are not a well-formed GLB container.
 pub fn split_glb(glb: &[u8]) -> Option<(Value, Vec<u8>)> {
-    let u32_at = |at: usize| -> Option<usize> {
-        Some(u32::from_le_bytes(glb.get(at..at + 4)?.try_into().ok()?) as usize)
-    };
-    if glb.get(0..4)? != b"glTF" {
-        return None;
-    }
-    let json_len = u32_at(12)?;
-    let json = serde_json::from_slice(glb.get(20..20usize.checked_add(json_len)?)?).ok()?;
-    let bin_start = 20 + json_len;
-    let bin = match u32_at(bin_start) {
-        Some(bin_len) => glb
-            .get(bin_start + 8..(bin_start + 8).checked_add(bin_len)?)?
-            .to_vec(),
-        None => Vec::new(),
-    };
-    Some((json, bin))
+    let chunks = read_glb_container(glb)?;
+    let json = serde_json::from_slice(chunks.json).ok()?;
+    Some((json, chunks.bin.to_vec()))
 }
 
 /// Assembles a GLB from a JSON document and a binary chunk, padding both to four bytes.
 pub fn join_glb(json: &Value, bin: &[u8]) -> Vec<u8> {
-    let mut j = serde_json::to_vec(json).expect("a JSON value serializes");
-    while !j.len().is_multiple_of(4) {
-        j.push(b' ');
-    }
-    let mut b = bin.to_vec();
-    while !b.len().is_multiple_of(4) {
-        b.push(0);
-    }
-    let total = 12 + 8 + j.len() + 8 + b.len();
-    let mut out = Vec::with_capacity(total);
-    out.extend_from_slice(b"glTF");
-    out.extend_from_slice(&2u32.to_le_bytes());
-    out.extend_from_slice(&(total as u32).to_le_bytes());
-    out.extend_from_slice(&(j.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"JSON");
-    out.extend_from_slice(&j);
-    out.extend_from_slice(&(b.len() as u32).to_le_bytes());
-    out.extend_from_slice(b"BIN\0");
-    out.extend_from_slice(&b);
-    out
+    let json = serde_json::to_vec(json).expect("a JSON value serializes");
+    write_glb_container(&json, bin).expect("test models fit in a GLB")
 }
 
 /// A unit cube as a GLB document and binary chunk, ready for surgery.
