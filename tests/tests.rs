@@ -43,3 +43,8 @@ mod tessellate;
 /// case failing once with a clear message through the real convert, render and tessellate
 /// binaries while the workers keep serving and nothing is written.
 mod corpus_run;
+
+/// The `lightbox` command as operators use it: only `infra apply` changes the server (raised
+/// limits survive `dlq list`, `queues`, `status`), unknown and malformed ids, NATS down, server and
+/// identity from flags, `nats` contexts and the environment, and `--json` reads.
+mod ops;

@@ -16,7 +16,7 @@ use clap::{Parser, Subcommand};
 use lightbox_convert::{convert_bytes, ConvertParams, Limits};
 use sha2::{Digest, Sha256};
 use lightbox_runtime::client::Client;
-use lightbox_runtime::config::NatsConfig;
+use lightbox_runtime::config::{NatsConfig, NatsContext};
 use lightbox_runtime::events::{JobEvent, JobState};
 use lightbox_runtime::job::{Envelope, Function, ENVELOPE_VERSION};
 use lightbox_runtime::requests::{ConvertRequest, ImageFormat, RenderRequest, Size};
@@ -30,9 +30,63 @@ use lightbox_runtime::{ObjectKey, Store, StoreConfig};
     about = "Lightbox: CAD models to images, as job functions on NATS JetStream"
 )]
 struct Cli {
+    #[command(flatten)]
+    nats: NatsArgs,
     #[command(subcommand)]
     command: Command,
 }
+
+/// How to reach NATS, as the `nats` CLI takes it. Precedence: these flags, then the `nats`
+/// context (`--context`, else the current one in `~/.config/nats/context.txt`), then the
+/// environment (`NATS_URL`, `NATS_CREDS`, `NATS_USER`, `NATS_PASSWORD`), then
+/// `.lightbox/stack.env` from `lightbox up`.
+#[derive(clap::Args, Debug, Default, Clone)]
+struct NatsArgs {
+    /// NATS server URL(s), comma separated.
+    #[arg(long, global = true, value_name = "URL")]
+    server: Option<String>,
+    /// A `.creds` file (JWT and nkey seed).
+    #[arg(long, global = true, value_name = "FILE")]
+    creds: Option<String>,
+    /// User name (with --password).
+    #[arg(long, global = true)]
+    user: Option<String>,
+    /// Password for --user.
+    #[arg(long, global = true)]
+    password: Option<String>,
+    /// A `nats` CLI context (`~/.config/nats/context/NAME.json`).
+    #[arg(long, global = true, value_name = "NAME")]
+    context: Option<String>,
+}
+
+impl NatsArgs {
+    /// The resolved connection settings: flags over context over environment.
+    fn resolve(&self) -> anyhow::Result<NatsConfig> {
+        let mut config = NatsConfig::from_env();
+        if let Some(context) = NatsContext::selected(self.context.as_deref())? {
+            config.apply_context(&context);
+        }
+        if let Some(server) = &self.server {
+            config.url = server.clone();
+        }
+        if let Some(creds) = &self.creds {
+            config.creds_file = Some(creds.clone());
+            config.user = None;
+            config.password = None;
+        }
+        if let Some(user) = &self.user {
+            config.user = Some(user.clone());
+            config.password = self.password.clone();
+            config.creds_file = None;
+        } else if self.password.is_some() {
+            bail!("--password needs --user");
+        }
+        Ok(config)
+    }
+}
+
+/// The connection settings of this run, resolved once from the flags in [`run`].
+static NATS: std::sync::OnceLock<NatsConfig> = std::sync::OnceLock::new();
 
 #[derive(Subcommand)]
 enum Command {
@@ -54,9 +108,17 @@ enum Command {
         /// Give up after this many seconds.
         #[arg(long, default_value_t = 3600)]
         timeout: u64,
+        /// Print the final event as JSON on stdout (progress still goes to stderr).
+        #[arg(long)]
+        json: bool,
     },
     /// Print a job's latest state (one KV lookup).
-    Status { job_id: String },
+    Status {
+        job_id: String,
+        /// Print the event as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Cancel a job: skipped if still queued, stopped if running.
     Cancel { job_id: String },
     /// Dead letters: jobs that failed for good.
@@ -65,7 +127,16 @@ enum Command {
         command: DlqCommand,
     },
     /// Pending and in-flight jobs per queue.
-    Queues,
+    Queues {
+        /// Print the queues as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Server configuration from `infra/nats/` (the only command that changes it).
+    Infra {
+        #[command(subcommand)]
+        command: InfraCommand,
+    },
     /// Convert an image (PNG/JPEG/WebP) or a model (GLB to USDA/USDZ, USD to GLB) locally, or
     /// through the queue with --remote.
     Convert {
@@ -111,9 +182,23 @@ enum DlqCommand {
     List {
         #[arg(long, default_value_t = 100)]
         limit: usize,
+        /// Print the dead letters as a JSON array.
+        #[arg(long)]
+        json: bool,
     },
     /// Publish a dead letter's job to its queue again; ID is its DLQ sequence or job id.
     Replay { id: String },
+}
+
+#[derive(Subcommand)]
+enum InfraCommand {
+    /// Create or update every stream, consumer and KV bucket from `infra/nats/` (run as a user
+    /// that may manage JetStream). Every other command and bind-only workers only look them up.
+    Apply {
+        /// Print what was applied as a JSON array.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Clone, Copy, clap::ValueEnum)]
@@ -161,18 +246,36 @@ fn main() -> std::process::ExitCode {
     }
 }
 
+/// Connects and binds to the existing streams and bucket; changes nothing on the server.
 async fn connect() -> anyhow::Result<Client> {
-    let config = NatsConfig::from_env();
-    Client::connect(&config).await.with_context(|| {
-        format!(
-            "connecting to NATS at {} (is the stack up? `lightbox up --detach`)",
-            config.url
+    let config = NATS.get_or_init(NatsConfig::from_env);
+    Client::bind(config).await.map_err(|err| {
+        if format!("{err:#}").contains("cannot reach NATS") {
+            err.context("is the stack up? `lightbox up --detach`")
+        } else {
+            err
+        }
+    })
+}
+
+/// A job id as the user typed it, refused with a clear message when it is not one.
+fn parse_job_id(text: &str) -> anyhow::Result<JobId> {
+    text.parse().map_err(|_| {
+        anyhow::anyhow!(
+            "job id {text:?} is malformed: a job id is a UUID such as 0190f5b2-3c4d-7e8f-9a0b-1c2d3e4f5a6b"
         )
     })
 }
 
+/// Prints a value as one line of JSON on stdout.
+fn print_json(value: &impl serde::Serialize) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string(value)?);
+    Ok(())
+}
+
 async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
     use std::process::ExitCode;
+    let _ = NATS.set(cli.nats.resolve()?);
     match cli.command {
         Command::Submit {
             function,
@@ -192,27 +295,43 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 return watch_job(&client, &id.to_string(), Duration::from_secs(3600)).await;
             }
         }
-        Command::Watch { job_id, timeout } => {
+        Command::Watch {
+            job_id,
+            timeout,
+            json,
+        } => {
+            parse_job_id(&job_id)?;
             let client = connect().await?;
-            return watch_job(&client, &job_id, Duration::from_secs(timeout)).await;
+            let event = follow_job(&client, &job_id, Duration::from_secs(timeout)).await?;
+            if json {
+                print_json(&event)?;
+            }
+            return Ok(exit_code(&event));
         }
-        Command::Status { job_id } => {
+        Command::Status { job_id, json } => {
+            parse_job_id(&job_id)?;
             let client = connect().await?;
             match client.status(&job_id).await? {
+                Some(event) if json => print_json(&event)?,
                 Some(event) => println!("{}", serde_json::to_string_pretty(&event)?),
                 None => bail!("no job {job_id} is known"),
             }
         }
         Command::Cancel { job_id } => {
+            parse_job_id(&job_id)?;
             let client = connect().await?;
             let event = client.cancel(&job_id).await?;
             println!("{job_id}: {}", event.state.as_str());
         }
         Command::Dlq {
-            command: DlqCommand::List { limit },
+            command: DlqCommand::List { limit, json },
         } => {
             let client = connect().await?;
             let letters = client.dead_letters(limit).await?;
+            if json {
+                print_json(&letters)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{:>6}  {:<36}  {:<12}  {:>8}  ERROR",
                 "SEQ", "JOB", "QUEUE", "ATTEMPTS"
@@ -232,13 +351,18 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
             let letter = client.replay(&id).await?;
             println!("replayed job {} to {}", letter.job_id, letter.queue);
         }
-        Command::Queues => {
+        Command::Queues { json } => {
             let client = connect().await?;
+            let queues = client.queues().await?;
+            if json {
+                print_json(&queues)?;
+                return Ok(ExitCode::SUCCESS);
+            }
             println!(
                 "{:<14} {:>8} {:>9} {:>8} {:>11}",
                 "QUEUE", "PENDING", "IN-FLIGHT", "WAITING", "REDELIVERED"
             );
-            for queue in client.queues().await? {
+            for queue in queues {
                 println!(
                     "{:<14} {:>8} {:>9} {:>8} {:>11}",
                     queue.queue,
@@ -329,6 +453,23 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Tessellate(args) => {
             tokio::task::spawn_blocking(move || tessellate_cmd::run(&args)).await??
         }
+        Command::Infra {
+            command: InfraCommand::Apply { json },
+        } => {
+            let config = NATS.get_or_init(NatsConfig::from_env);
+            let nats = config
+                .connect_once("lightbox-infra-apply", Duration::from_secs(3))
+                .await?;
+            let js = async_nats::jetstream::new(nats);
+            let applied = lightbox_runtime::infra::apply(&js, &config.overrides()).await?;
+            if json {
+                print_json(&applied)?;
+            } else {
+                for item in &applied {
+                    println!("applied {} {}", item.kind, item.name);
+                }
+            }
+        }
         Command::Up { detach } => stack::up(detach).await?,
         Command::Down => stack::down()?,
         Command::Demo => return demo().await,
@@ -387,16 +528,27 @@ async fn watch_job(
     job_id: &str,
     timeout: Duration,
 ) -> anyhow::Result<std::process::ExitCode> {
+    let event = follow_job(client, job_id, timeout).await?;
+    Ok(exit_code(&event))
+}
+
+/// Follows a job to its terminal event with a progress bar on stderr.
+async fn follow_job(client: &Client, job_id: &str, timeout: Duration) -> anyhow::Result<JobEvent> {
     let mut bar = progress::Bar::new(job_id);
     let event = client
         .wait(job_id, timeout, |event| bar.update(event))
         .await?;
     bar.finish(&event);
-    Ok(if event.state == JobState::Succeeded {
+    Ok(event)
+}
+
+/// Exit code 0 only if the job succeeded.
+fn exit_code(event: &JobEvent) -> std::process::ExitCode {
+    if event.state == JobState::Succeeded {
         std::process::ExitCode::SUCCESS
     } else {
         std::process::ExitCode::FAILURE
-    })
+    }
 }
 
 /// Writes a file through a temporary sibling and a rename, so OUT is never half-written.

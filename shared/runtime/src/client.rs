@@ -112,6 +112,18 @@ impl Client {
         Self::from_nats(nats, &config.overrides()).await
     }
 
+    /// Connects once (failing within a few seconds when NATS cannot be reached) and binds to the
+    /// existing streams and bucket without changing any server configuration: what every
+    /// `lightbox` command but `infra apply` uses.
+    pub async fn bind(config: &NatsConfig) -> anyhow::Result<Self> {
+        let nats = config
+            .connect_once("lightbox-client", Duration::from_secs(3))
+            .await?;
+        let js = jetstream::new(nats.clone());
+        let infra = infra::bind(&js).await?;
+        Ok(Self { nats, js, infra })
+    }
+
     /// Wraps a connected client; creates or binds the streams and bucket as `overrides` says.
     pub async fn from_nats(
         nats: async_nats::Client,
@@ -235,15 +247,16 @@ impl Client {
     }
 
     /// Cancels a job: a queued job is skipped when it is pulled; a running one stops at its next
-    /// check and removes partial outputs.
+    /// check and removes partial outputs. A job the `jobs` bucket does not know is an error, and
+    /// nothing is written for it.
     pub async fn cancel(&self, job_id: &str) -> anyhow::Result<JobEvent> {
-        let current = self.status(job_id).await?;
-        if let Some(current) = &current {
-            if current.state.is_terminal() {
-                return Ok(current.clone());
-            }
+        let Some(current) = self.status(job_id).await? else {
+            anyhow::bail!("no job {job_id} is known (nothing was cancelled)");
+        };
+        if current.state.is_terminal() {
+            return Ok(current);
         }
-        let function = current.map(|c| c.function).unwrap_or_default();
+        let function = current.function;
         let event = JobEvent::new(job_id, &function, JobState::Cancelled, 0, "lightbox-cli");
         self.reporter().report(&event, true).await?;
         self.nats

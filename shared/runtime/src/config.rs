@@ -101,6 +101,146 @@ impl NatsConfig {
             })??;
         Ok(client)
     }
+
+    /// Connects once, without retrying, for commands a person waits on: an unreachable server
+    /// fails within `timeout` with "cannot reach NATS at URL", refused credentials say so.
+    pub async fn connect_once(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> anyhow::Result<async_nats::Client> {
+        use async_nats::ConnectErrorKind;
+        let mut options = async_nats::ConnectOptions::new()
+            .name(name)
+            .connection_timeout(timeout)
+            .max_reconnects(Some(1));
+        if let Some(path) = &self.creds_file {
+            options = options
+                .credentials_file(path)
+                .await
+                .map_err(|err| anyhow::anyhow!("reading NATS credentials {path}: {err}"))?;
+        }
+        if let (Some(user), Some(password)) = (&self.user, &self.password) {
+            options = options.user_and_password(user.clone(), password.clone());
+        }
+        if let Some(prefix) = &self.inbox_prefix {
+            options = options.custom_inbox_prefix(prefix.clone());
+        }
+        let url = &self.url;
+        match tokio::time::timeout(timeout, options.connect(url.as_str())).await {
+            Err(_) => anyhow::bail!(
+                "cannot reach NATS at {url}: no answer within {} s",
+                timeout.as_secs_f64()
+            ),
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(err)) => match err.kind() {
+                ConnectErrorKind::AuthorizationViolation | ConnectErrorKind::Authentication => {
+                    anyhow::bail!("NATS at {url} refused the credentials: {err}")
+                }
+                _ => anyhow::bail!("cannot reach NATS at {url}: {err}"),
+            },
+        }
+    }
+
+    /// Applies a `nats` CLI context over these settings: its server and, when it names an
+    /// identity (user or creds file), that identity instead of any other.
+    pub fn apply_context(&mut self, context: &NatsContext) {
+        if let Some(url) = context.url.as_ref().filter(|u| !u.is_empty()) {
+            self.url = url.clone();
+        }
+        let creds = context.creds.as_ref().filter(|c| !c.is_empty());
+        let user = context.user.as_ref().filter(|u| !u.is_empty());
+        if creds.is_some() || user.is_some() {
+            self.creds_file = creds.cloned();
+            self.user = user.cloned();
+            self.password = context.password.clone().filter(|p| !p.is_empty());
+        }
+        if let Some(prefix) = context.inbox_prefix.as_ref().filter(|p| !p.is_empty()) {
+            self.inbox_prefix = Some(prefix.clone());
+        }
+    }
+}
+
+/// A `nats` CLI context (`~/.config/nats/context/NAME.json`), the fields Lightbox uses.
+/// `Debug` never prints the password.
+#[derive(Clone, Default, serde::Deserialize)]
+pub struct NatsContext {
+    #[serde(default)]
+    pub url: Option<String>,
+    #[serde(default)]
+    pub user: Option<String>,
+    #[serde(default)]
+    pub password: Option<String>,
+    #[serde(default)]
+    pub creds: Option<String>,
+    #[serde(default)]
+    pub inbox_prefix: Option<String>,
+    /// Token and nkey authentication, which Lightbox does not take from a context: refused
+    /// with a clear message rather than silently connecting as someone else.
+    #[serde(default)]
+    pub token: Option<String>,
+    #[serde(default)]
+    pub nkey: Option<String>,
+}
+
+impl fmt::Debug for NatsContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NatsContext")
+            .field("url", &self.url)
+            .field("user", &self.user)
+            .field("password", &self.password.as_ref().map(|_| "<redacted>"))
+            .field("creds", &self.creds)
+            .field("inbox_prefix", &self.inbox_prefix)
+            .finish()
+    }
+}
+
+impl NatsContext {
+    /// The folder the `nats` CLI keeps contexts in: `$XDG_CONFIG_HOME/nats`, else
+    /// `~/.config/nats`.
+    pub fn config_dir() -> Option<std::path::PathBuf> {
+        if let Some(dir) = env_opt("XDG_CONFIG_HOME") {
+            return Some(std::path::PathBuf::from(dir).join("nats"));
+        }
+        env_opt("HOME").map(|home| std::path::PathBuf::from(home).join(".config/nats"))
+    }
+
+    /// The context named `name`, or else the current one (`context.txt`), or none when no
+    /// context is selected. A named context that does not exist is an error.
+    pub fn selected(name: Option<&str>) -> anyhow::Result<Option<Self>> {
+        let Some(dir) = Self::config_dir() else {
+            if let Some(name) = name {
+                anyhow::bail!(
+                    "cannot find NATS context {name:?}: neither HOME nor XDG_CONFIG_HOME is set"
+                );
+            }
+            return Ok(None);
+        };
+        let name = match name {
+            Some(name) => name.to_owned(),
+            None => match std::fs::read_to_string(dir.join("context.txt")) {
+                Ok(text) if !text.trim().is_empty() => text.trim().to_owned(),
+                _ => return Ok(None),
+            },
+        };
+        if name.contains('/') || name.contains("..") {
+            anyhow::bail!("NATS context name {name:?} is not a plain name");
+        }
+        let path = dir.join("context").join(format!("{name}.json"));
+        let text = std::fs::read_to_string(&path).map_err(|err| {
+            anyhow::anyhow!("reading NATS context {name:?} ({}): {err}", path.display())
+        })?;
+        let context: Self = serde_json::from_str(&text)
+            .map_err(|err| anyhow::anyhow!("parsing NATS context {}: {err}", path.display()))?;
+        if context.token.as_deref().is_some_and(|t| !t.is_empty())
+            || context.nkey.as_deref().is_some_and(|n| !n.is_empty())
+        {
+            anyhow::bail!(
+                "NATS context {name:?} uses token or nkey authentication, which lightbox does not support; use user/password or a creds file"
+            );
+        }
+        Ok(Some(context))
+    }
 }
 
 /// Everything a worker process needs to run. Its `Debug` prints no secret: the NATS and store

@@ -1,11 +1,16 @@
 //! Stream, consumer and KV definitions. They live as JSON in `infra/nats/`, in the form the `nats`
 //! CLI takes (`nats stream add --config FILE`), and are compiled in from those same files.
+//!
+//! Two ways to meet them: [`apply`] creates or updates every definition (what `lightbox infra
+//! apply` runs, as an operator), and [`bind`] only looks them up and never changes the server's
+//! configuration (every other `lightbox` command, and workers with `LIGHTBOX_BIND_ONLY=true`).
+//! A missing definition is an error that names `lightbox infra apply`.
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::{self, consumer, kv, stream};
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Name of the work-queue stream.
 pub const JOBS_STREAM: &str = "JOBS";
@@ -151,11 +156,79 @@ pub async fn ensure_locks(
         return js
             .get_key_value(LOCKS_BUCKET)
             .await
-            .with_context(|| format!("opening KV bucket {LOCKS_BUCKET} (bind only)"));
+            .with_context(|| format!("opening KV bucket {LOCKS_BUCKET}: {APPLY_HINT}"));
     }
     js.create_or_update_key_value(locks_kv_config(overrides)?)
         .await
         .with_context(|| format!("creating or updating KV bucket {LOCKS_BUCKET}"))
+}
+
+/// What operators run when a definition is missing.
+pub const APPLY_HINT: &str =
+    "create it with `lightbox infra apply` (as a user that may manage JetStream)";
+
+/// One definition [`apply`] created or updated.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Applied {
+    /// `stream`, `kv` or `consumer`.
+    pub kind: &'static str,
+    pub name: String,
+}
+
+/// Creates or updates every committed definition: the three streams, the `jobs` and locks
+/// buckets, and the durable consumer of every queue. Idempotent; an operator's later change to a
+/// definition is overwritten only here, never by reading commands or bind-only workers.
+pub async fn apply(js: &jetstream::Context, overrides: &Overrides) -> anyhow::Result<Vec<Applied>> {
+    let mut applied = Vec::new();
+    for json in [JOBS_STREAM_JSON, EVENTS_STREAM_JSON, DLQ_STREAM_JSON] {
+        let config = stream_config(json, overrides)?;
+        let name = config.name.clone();
+        js.create_or_update_stream(config)
+            .await
+            .with_context(|| format!("creating or updating stream {name}"))?;
+        applied.push(Applied {
+            kind: "stream",
+            name,
+        });
+    }
+    for config in [kv_config(overrides)?, locks_kv_config(overrides)?] {
+        let name = config.bucket.clone();
+        js.create_or_update_key_value(config)
+            .await
+            .with_context(|| format!("creating or updating KV bucket {name}"))?;
+        applied.push(Applied { kind: "kv", name });
+    }
+    let jobs = js
+        .get_stream(JOBS_STREAM)
+        .await
+        .context("opening stream JOBS")?;
+    for queue in QUEUES {
+        jobs.create_consumer(consumer_config(queue, overrides)?)
+            .await
+            .with_context(|| format!("creating or updating consumer for {queue}"))?;
+        applied.push(Applied {
+            kind: "consumer",
+            name: consumer_name(queue),
+        });
+    }
+    Ok(applied)
+}
+
+/// Looks up the streams and the `jobs` bucket without changing anything on the server.
+pub async fn bind(js: &jetstream::Context) -> anyhow::Result<Infra> {
+    let jobs = js
+        .get_stream(JOBS_STREAM)
+        .await
+        .with_context(|| format!("opening stream {JOBS_STREAM}: {APPLY_HINT}"))?;
+    let kv = js
+        .get_key_value(JOBS_BUCKET)
+        .await
+        .with_context(|| format!("opening KV bucket {JOBS_BUCKET}: {APPLY_HINT}"))?;
+    Ok(Infra {
+        js: js.clone(),
+        jobs,
+        kv,
+    })
 }
 
 /// Handles on the streams and bucket every Lightbox process uses.
@@ -166,22 +239,11 @@ pub struct Infra {
     pub kv: kv::Store,
 }
 
-/// Creates or updates the streams and the KV bucket from the committed definitions.
+/// Creates or updates the streams and the KV bucket from the committed definitions, or only
+/// binds to them when `overrides.bind_only` (see [`bind`]).
 pub async fn ensure(js: &jetstream::Context, overrides: &Overrides) -> anyhow::Result<Infra> {
     if overrides.bind_only {
-        let jobs = js
-            .get_stream(JOBS_STREAM)
-            .await
-            .context("opening stream JOBS (bind only)")?;
-        let kv = js
-            .get_key_value(JOBS_BUCKET)
-            .await
-            .context("opening KV bucket jobs (bind only)")?;
-        return Ok(Infra {
-            js: js.clone(),
-            jobs,
-            kv,
-        });
+        return bind(js).await;
     }
     for json in [JOBS_STREAM_JSON, EVENTS_STREAM_JSON, DLQ_STREAM_JSON] {
         let config = stream_config(json, overrides)?;
@@ -217,7 +279,7 @@ pub async fn ensure_consumer(
         return jobs
             .get_consumer(&name)
             .await
-            .map_err(|err| anyhow::anyhow!("opening consumer {name} (bind only): {err}"));
+            .map_err(|err| anyhow::anyhow!("opening consumer {name}: {err}: {APPLY_HINT}"));
     }
     jobs.create_consumer(config)
         .await

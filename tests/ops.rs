@@ -1,0 +1,347 @@
+//! The `lightbox` command as operators meet it, through the real binary against a real
+//! nats-server: only `infra apply` changes server configuration (an operator's raised limits
+//! survive every reading command), unknown and malformed job ids and an unreachable server fail
+//! fast with clear messages, `--server`/`--user`/`--password`/`--context` pick the server and
+//! identity with flags over context over environment, and `--json` on the read commands.
+
+use std::path::Path;
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream;
+use lightbox_runtime::client::Client;
+use lightbox_runtime::config::NatsConfig;
+use lightbox_runtime::infra::{self, DLQ_STREAM, JOBS_STREAM, LOCKS_BUCKET, QUEUES};
+use lightbox_runtime::job::{Envelope, Function};
+use lightbox_tests::{free_port, function_binary, NatsServer, TempDir};
+
+/// Runs `lightbox ARGS` with `env`, and a HOME of its own so no `nats` context of the machine
+/// running the tests is picked up.
+fn lightbox(home: &Path, env: &[(&str, String)], args: &[&str]) -> Output {
+    let mut command = Command::new(function_binary("lightbox"));
+    command
+        .args(args)
+        .env_remove("NATS_URL")
+        .env_remove("NATS_USER")
+        .env_remove("NATS_PASSWORD")
+        .env_remove("NATS_CREDS")
+        .env_remove("XDG_CONFIG_HOME")
+        .env("HOME", home);
+    for (name, value) in env {
+        command.env(name, value);
+    }
+    command.output().expect("lightbox runs")
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn stdout_json(output: &Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "lightbox failed: {}",
+        stderr(output)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|err| {
+        panic!(
+            "stdout is not JSON ({err}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+async fn max_messages(js: &jetstream::Context, name: &str) -> i64 {
+    js.get_stream(name)
+        .await
+        .unwrap()
+        .info()
+        .await
+        .unwrap()
+        .config
+        .max_messages
+}
+
+#[tokio::test]
+async fn only_infra_apply_changes_the_server_and_reading_commands_keep_an_operators_limits() {
+    let nats = NatsServer::start();
+    let home = TempDir::new("ops-home");
+    let env = [("NATS_URL", nats.url())];
+
+    // Before apply nothing exists, and a reading command creates nothing: it says what to run.
+    let before = lightbox(home.path(), &env, &["queues"]);
+    assert!(!before.status.success());
+    assert!(
+        stderr(&before).contains("lightbox infra apply"),
+        "{}",
+        stderr(&before)
+    );
+    let admin = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(admin);
+    assert!(
+        js.get_stream(JOBS_STREAM).await.is_err(),
+        "queues created JOBS"
+    );
+
+    let applied = stdout_json(&lightbox(home.path(), &env, &["infra", "apply", "--json"]));
+    let names: Vec<&str> = applied
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item["name"].as_str().unwrap())
+        .collect();
+    for expected in ["JOBS", "EVENTS", "DLQ", "jobs", LOCKS_BUCKET] {
+        assert!(names.contains(&expected), "{expected} not in {names:?}");
+    }
+    js.get_key_value(LOCKS_BUCKET).await.expect("locks bucket");
+    let jobs = js.get_stream(JOBS_STREAM).await.unwrap();
+    for queue in QUEUES {
+        jobs.get_consumer::<jetstream::consumer::pull::Config>(&infra::consumer_name(queue))
+            .await
+            .unwrap_or_else(|err| panic!("consumer for {queue}: {err}"));
+    }
+
+    // An operator raises the limits of JOBS and DLQ.
+    let mut raised = Vec::new();
+    for name in [JOBS_STREAM, DLQ_STREAM] {
+        let mut config = js
+            .get_stream(name)
+            .await
+            .unwrap()
+            .info()
+            .await
+            .unwrap()
+            .config
+            .clone();
+        config.max_messages = config.max_messages.max(1) * 3 + 7;
+        js.update_stream(config.clone()).await.unwrap();
+        raised.push((name, config.max_messages));
+    }
+
+    let unknown = uuid::Uuid::now_v7().to_string();
+    for args in [
+        vec!["dlq", "list"],
+        vec!["queues"],
+        vec!["status", unknown.as_str()],
+        vec!["dlq", "list", "--json"],
+        vec!["queues", "--json"],
+    ] {
+        let _ = lightbox(home.path(), &env, &args);
+    }
+    // Cancelling an unknown job is an error and writes nothing.
+    let cancel = lightbox(home.path(), &env, &["cancel", &unknown]);
+    assert!(
+        !cancel.status.success(),
+        "cancel of an unknown id succeeded"
+    );
+    assert!(
+        stderr(&cancel).contains("no job") && stderr(&cancel).contains(&unknown),
+        "{}",
+        stderr(&cancel)
+    );
+    let kv = js.get_key_value("jobs").await.unwrap();
+    assert!(
+        kv.get(&unknown).await.unwrap().is_none(),
+        "cancel wrote a state for a job nobody submitted"
+    );
+
+    for (name, max) in raised {
+        assert_eq!(
+            max_messages(&js, name).await,
+            max,
+            "a reading command reset {name}'s max_msgs"
+        );
+    }
+    // Applying again is what restores the committed definition.
+    stdout_json(&lightbox(home.path(), &env, &["infra", "apply", "--json"]));
+    let committed: jetstream::stream::Config =
+        serde_json::from_str(infra::JOBS_STREAM_JSON).unwrap();
+    assert_eq!(max_messages(&js, JOBS_STREAM).await, committed.max_messages);
+}
+
+#[tokio::test]
+async fn malformed_ids_and_an_unreachable_server_fail_fast_and_say_why() {
+    let home = TempDir::new("ops-home");
+    let dead = format!("nats://127.0.0.1:{}", free_port(None));
+    let env = [("NATS_URL", dead.clone())];
+
+    let malformed = lightbox(home.path(), &env, &["status", "not-a-uuid"]);
+    assert!(!malformed.status.success());
+    assert!(
+        stderr(&malformed).contains("\"not-a-uuid\" is malformed"),
+        "{}",
+        stderr(&malformed)
+    );
+
+    for args in [vec!["queues"], vec!["dlq", "list"], vec!["infra", "apply"]] {
+        let started = Instant::now();
+        let output = lightbox(home.path(), &env, &args);
+        let took = started.elapsed();
+        assert!(
+            !output.status.success(),
+            "{args:?} succeeded with NATS down"
+        );
+        assert!(
+            stderr(&output).contains(&format!("cannot reach NATS at {dead}")),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        assert!(
+            !stderr(&output).contains("stream"),
+            "{args:?} talks about streams: {}",
+            stderr(&output)
+        );
+        assert!(took < Duration::from_secs(5), "{args:?} took {took:?}");
+    }
+}
+
+#[tokio::test]
+async fn flags_then_context_then_environment_pick_the_server_and_reads_print_json() {
+    let nats = NatsServer::start();
+    let home = TempDir::new("ops-home");
+    let dead = format!("nats://127.0.0.1:{}", free_port(None));
+    let client = Client::connect(&NatsConfig {
+        url: nats.url(),
+        ..NatsConfig::default()
+    })
+    .await
+    .unwrap();
+    infra::apply(&client.js, &Default::default()).await.unwrap();
+    let envelope = Envelope::new(
+        Function::Convert,
+        serde_json::json!({"input": "inputs/a.png"}),
+    );
+    let id = client
+        .submit("convert", &envelope)
+        .await
+        .unwrap()
+        .to_string();
+
+    // The environment names a dead server; --server wins over it.
+    let env = [("NATS_URL", dead.clone())];
+    let status = stdout_json(&lightbox(
+        home.path(),
+        &env,
+        &["--server", &nats.url(), "status", &id, "--json"],
+    ));
+    assert_eq!(status["job_id"], id.as_str());
+    assert_eq!(status["state"], "queued");
+    assert!(!lightbox(home.path(), &env, &["queues"]).status.success());
+
+    // The current `nats` context wins over the environment, a flag over the context.
+    let contexts = home.path().join(".config/nats/context");
+    std::fs::create_dir_all(&contexts).unwrap();
+    std::fs::write(
+        contexts.join("lightbox-test.json"),
+        serde_json::json!({"description": "test", "url": nats.url()}).to_string(),
+    )
+    .unwrap();
+    std::fs::write(
+        home.path().join(".config/nats/context.txt"),
+        "lightbox-test",
+    )
+    .unwrap();
+    let queues = stdout_json(&lightbox(home.path(), &env, &["queues", "--json"]));
+    let listed: Vec<&str> = queues
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| q["queue"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, QUEUES);
+    assert_eq!(
+        queues[3]["pending"], 1,
+        "the convert job is pending: {queues}"
+    );
+    let flagged = lightbox(home.path(), &env, &["--server", &dead, "queues"]);
+    assert!(
+        stderr(&flagged).contains(&format!("cannot reach NATS at {dead}")),
+        "{}",
+        stderr(&flagged)
+    );
+    let missing = lightbox(home.path(), &env, &["--context", "nope", "queues"]);
+    assert!(
+        stderr(&missing).contains("NATS context \"nope\""),
+        "{}",
+        stderr(&missing)
+    );
+
+    assert_eq!(
+        stdout_json(&lightbox(home.path(), &env, &["dlq", "list", "--json"])),
+        serde_json::json!([])
+    );
+    // Cancelling the queued job ends it; watch --json prints that final event and exits non-zero.
+    let cancel = lightbox(home.path(), &env, &["cancel", &id]);
+    assert!(cancel.status.success(), "{}", stderr(&cancel));
+    let watch = lightbox(
+        home.path(),
+        &env,
+        &["watch", &id, "--json", "--timeout", "10"],
+    );
+    assert!(!watch.status.success(), "a cancelled job's watch exits 0");
+    let last: serde_json::Value = serde_json::from_slice(&watch.stdout).unwrap_or_else(|err| {
+        panic!(
+            "watch --json printed no JSON ({err}): {} / {}",
+            String::from_utf8_lossy(&watch.stdout),
+            stderr(&watch)
+        )
+    });
+    assert_eq!(last["state"], "cancelled");
+    assert_eq!(last["job_id"], id.as_str());
+}
+
+#[tokio::test]
+async fn user_and_password_flags_authenticate_and_refused_credentials_say_so() {
+    let dir = TempDir::new("ops-auth");
+    let config = dir.path().join("auth.conf");
+    std::fs::write(
+        &config,
+        "authorization { users = [ { user: operator, password: \"op-secret-1\" } ] }\n",
+    )
+    .unwrap();
+    let nats = NatsServer::start_with_config(Some(config));
+    let home = TempDir::new("ops-home");
+    let env = [("NATS_URL", nats.url())];
+    let applied = lightbox(
+        home.path(),
+        &env,
+        &[
+            "--user",
+            "operator",
+            "--password",
+            "op-secret-1",
+            "infra",
+            "apply",
+        ],
+    );
+    assert!(applied.status.success(), "{}", stderr(&applied));
+    let queues = lightbox(
+        home.path(),
+        &env,
+        &[
+            "--user",
+            "operator",
+            "--password",
+            "op-secret-1",
+            "queues",
+            "--json",
+        ],
+    );
+    assert_eq!(stdout_json(&queues).as_array().unwrap().len(), QUEUES.len());
+    let refused = lightbox(
+        home.path(),
+        &env,
+        &["--user", "operator", "--password", "bad-pass-2", "queues"],
+    );
+    assert!(!refused.status.success());
+    assert!(
+        stderr(&refused).contains("refused the credentials"),
+        "{}",
+        stderr(&refused)
+    );
+    assert!(
+        !stderr(&refused).contains("bad-pass-2"),
+        "a password reached the output: {}",
+        stderr(&refused)
+    );
+}
