@@ -286,6 +286,17 @@ fn a_child_dies_with_its_parent() {
     // SIGKILL: the parent has no chance to clean up; only the kernel can end the child.
     parent.kill().unwrap();
     parent.wait().unwrap();
+    // Nor to remove the child's directory, which this test does instead.
+    let scratch_prefix = format!("lightbox-isolate-{}-", parent.id());
+    for entry in std::fs::read_dir(std::env::temp_dir()).unwrap().flatten() {
+        if entry
+            .file_name()
+            .to_string_lossy()
+            .starts_with(&scratch_prefix)
+        {
+            let _ = std::fs::remove_dir_all(entry.path());
+        }
+    }
     let killed = Instant::now();
     while !has_ended(&pid) {
         if killed.elapsed() > Duration::from_secs(5) {
