@@ -354,6 +354,8 @@ pub fn worker_config(
         backoff_base: Duration::from_millis(100),
         backoff_max: Duration::from_millis(500),
         instance: format!("test-{}", rand_suffix()),
+        // A free port each: tests run many workers at once.
+        metrics_addr: Some("127.0.0.1:0".into()),
     }
 }
 
@@ -362,6 +364,7 @@ pub fn function_env(nats: &NatsServer, store: &[(String, String)]) -> Vec<(Strin
     let mut env = vec![
         ("NATS_URL".to_string(), nats.url()),
         ("LIGHTBOX_ACK_WAIT_SECS".to_string(), "3".to_string()),
+        ("LIGHTBOX_METRICS_ADDR".to_string(), "127.0.0.1:0".to_string()),
         ("LIGHTBOX_BACKOFF_BASE_MS".to_string(), "100".to_string()),
         ("LIGHTBOX_BACKOFF_MAX_MS".to_string(), "500".to_string()),
         ("LIGHTBOX_LOG".to_string(), "info".to_string()),

@@ -2,7 +2,8 @@
 //! nats-server: only `infra apply` changes server configuration (an operator's raised limits
 //! survive every reading command), unknown and malformed job ids and an unreachable server fail
 //! fast with clear messages, `--server`/`--user`/`--password`/`--context` pick the server and
-//! identity with flags over context over environment, and `--json` on the read commands.
+//! identity with flags over context over environment, and `--json` on the read commands; and a
+//! worker's numbers as operators read them (`nats micro stats`, `/metrics`).
 
 use std::path::Path;
 use std::process::{Command, Output};
@@ -13,7 +14,9 @@ use lightbox_runtime::client::Client;
 use lightbox_runtime::config::NatsConfig;
 use lightbox_runtime::infra::{self, DLQ_STREAM, JOBS_STREAM, LOCKS_BUCKET, QUEUES};
 use lightbox_runtime::job::{Envelope, Function};
-use lightbox_tests::{free_port, function_binary, NatsServer, TempDir};
+use lightbox_runtime::worker::{Handler, Job, Outcome, Worker};
+use lightbox_runtime::JobError;
+use lightbox_tests::{free_port, function_binary, local_store, worker_config, NatsServer, TempDir};
 
 /// Runs `lightbox ARGS` with `env`, and a HOME of its own so no `nats` context of the machine
 /// running the tests is picked up.
@@ -344,4 +347,111 @@ async fn user_and_password_flags_authenticate_and_refused_credentials_say_so() {
         "a password reached the output: {}",
         stderr(&refused)
     );
+}
+
+/// A handler that succeeds with a render-like result, or fails for good when asked.
+struct StatsHandler;
+
+impl Handler for StatsHandler {
+    type Request = serde_json::Value;
+    const FUNCTION: Function = Function::Convert;
+    const DEFAULT_QUEUE: &'static str = "convert";
+    const DEFAULT_CONCURRENCY: usize = 2;
+
+    async fn handle(&self, job: Job<serde_json::Value>) -> Result<Outcome, JobError> {
+        tokio::time::sleep(Duration::from_millis(30)).await;
+        if job.request["fail"] == true {
+            return Err(JobError::permanent("asked to fail"));
+        }
+        Ok(Outcome {
+            outputs: vec![],
+            result: serde_json::json!({"outputs": [{"samples": 2, "width": 4, "height": 4, "frames": 1}]}),
+            timings_ms: vec![],
+            waiting_for: None,
+        })
+    }
+}
+
+/// `GET /metrics` over a plain TCP connection.
+async fn scrape(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+    socket
+        .write_all(b"GET /metrics HTTP/1.1\r\nhost: test\r\n\r\n")
+        .await
+        .unwrap();
+    let mut response = String::new();
+    socket.read_to_string(&mut response).await.unwrap();
+    assert!(response.starts_with("HTTP/1.1 200"), "{response}");
+    response
+}
+
+#[tokio::test]
+async fn micro_stats_and_metrics_count_jobs_errors_and_time() {
+    let nats = NatsServer::start();
+    let dir = TempDir::new("ops-store");
+    let config = worker_config(&nats, local_store(&dir), "convert", 2);
+    let worker = Worker::start(config, StatsHandler).await.unwrap();
+    let client = Client::connect(&nats.nats_config()).await.unwrap();
+    for request in [
+        serde_json::json!({}),
+        serde_json::json!({}),
+        serde_json::json!({"fail": true}),
+    ] {
+        let envelope = Envelope::new(Function::Convert, request);
+        let id = client
+            .submit("convert", &envelope)
+            .await
+            .unwrap()
+            .to_string();
+        client
+            .wait(&id, Duration::from_secs(20), |_| {})
+            .await
+            .unwrap();
+    }
+
+    let ping = client
+        .nats
+        .request("$SRV.PING.lightbox-convert", bytes::Bytes::new())
+        .await
+        .unwrap();
+    let ping: serde_json::Value = serde_json::from_slice(&ping.payload).unwrap();
+    assert_eq!(ping["type"], "io.nats.micro.v1.ping_response");
+    let reply = client
+        .nats
+        .request("$SRV.STATS.lightbox-convert", bytes::Bytes::new())
+        .await
+        .unwrap();
+    let stats: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(stats["type"], "io.nats.micro.v1.stats_response");
+    assert_eq!(stats["metadata"]["queue"], "convert", "{stats}");
+    assert_eq!(stats["metadata"]["concurrency"], "2", "{stats}");
+    let jobs = &stats["endpoints"][0];
+    assert_eq!(jobs["name"], "jobs", "{stats}");
+    assert_eq!(jobs["num_requests"], 3, "{stats}");
+    assert_eq!(jobs["num_errors"], 1, "{stats}");
+    let processing = jobs["processing_time"].as_u64().unwrap();
+    assert!(
+        processing >= 3 * 30_000_000,
+        "three jobs of 30 ms each took {processing} ns: {stats}"
+    );
+    assert_eq!(
+        jobs["average_processing_time"].as_u64().unwrap(),
+        processing / 3
+    );
+    assert!(stats["started"].as_str().unwrap().ends_with('Z'), "{stats}");
+
+    let text = scrape(worker.metrics_addr.expect("a metrics address")).await;
+    for expected in [
+        "lightbox_jobs_total{function=\"convert\",state=\"succeeded\"} 2",
+        "lightbox_jobs_total{function=\"convert\",state=\"failed\"} 1",
+        "lightbox_job_duration_seconds_count{function=\"convert\"} 3",
+        "lightbox_queue_wait_seconds_count{function=\"convert\"} 3",
+        "lightbox_dead_letters_total{function=\"convert\"} 1",
+        "lightbox_jobs_in_flight{function=\"convert\"} 0",
+        "lightbox_render_samples_total{function=\"convert\"} 64",
+    ] {
+        assert!(text.contains(expected), "{expected} not in\n{text}");
+    }
+    worker.shutdown().await.unwrap();
 }

@@ -266,6 +266,9 @@ pub struct WorkerConfig {
     pub backoff_max: Duration,
     /// Name of this instance in events and dead letters.
     pub instance: String,
+    /// `LIGHTBOX_METRICS_ADDR`: where `/metrics` listens (`None`: the default `0.0.0.0:9464`;
+    /// `off`: nowhere; `127.0.0.1:0`: a free port).
+    pub metrics_addr: Option<String>,
 }
 
 impl WorkerConfig {
@@ -295,6 +298,7 @@ impl WorkerConfig {
             backoff_base: Duration::from_millis(env_parse("LIGHTBOX_BACKOFF_BASE_MS", 1000)),
             backoff_max: Duration::from_millis(env_parse("LIGHTBOX_BACKOFF_MAX_MS", 60_000)),
             instance: env_or("LIGHTBOX_INSTANCE", &default_instance_name(&queue)),
+            metrics_addr: env_opt("LIGHTBOX_METRICS_ADDR"),
             queue,
         }
     }
@@ -360,6 +364,7 @@ mod tests {
             backoff_base: Duration::from_secs(1),
             backoff_max: Duration::from_secs(60),
             instance: "host-render-light".into(),
+            metrics_addr: None,
         };
         for printed in [format!("{config:?}"), format!("{config:#?}")] {
             for secret in [

@@ -33,6 +33,7 @@ pub mod env;
 pub mod events;
 pub mod infra;
 pub mod locks;
+pub mod metrics;
 pub mod store;
 pub mod telemetry;
 pub mod worker;

@@ -26,7 +26,7 @@ const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
 pub(super) async fn pull_loop<H: Handler>(
     shared: Arc<Shared<H>>,
     mut stop: watch::Receiver<bool>,
-    service: async_nats::service::Service,
+    service: super::service::Service,
 ) -> anyhow::Result<()> {
     let slots = Arc::new(Semaphore::new(shared.config.concurrency));
     let mut consumer = bind(&shared).await?;

@@ -73,6 +73,22 @@ pub(super) async fn finish<H: Handler>(
         event
     };
     let run_ms = received.elapsed().as_secs_f64() * 1000.0;
+    let queue_wait = message.info().ok().and_then(|info| {
+        let published = u128::try_from(info.published.unix_timestamp_nanos()).ok()?;
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_nanos();
+        let waited = Duration::from_nanos(u64::try_from(now.checked_sub(published)?).ok()?);
+        // Until it was received here, not until now.
+        Some(waited.saturating_sub(received.elapsed()))
+    });
+    shared
+        .counters
+        .observe_settled(received.elapsed(), queue_wait);
+    if let Verdict::Succeeded(outcome) = &verdict {
+        shared.counters.observe_result(&outcome.result);
+    }
     match verdict {
         Verdict::Succeeded(outcome) if outcome.waiting_for.is_some() => {
             let waiting_for = outcome.waiting_for.unwrap_or_default();

@@ -24,6 +24,9 @@ pub struct Worker {
     task: tokio::task::JoinHandle<anyhow::Result<()>>,
     pub counters: Arc<Counters>,
     pub client: async_nats::Client,
+    /// Where `/metrics` is served, if anywhere (see [`crate::metrics`]).
+    pub metrics_addr: Option<std::net::SocketAddr>,
+    metrics_task: Option<tokio::task::JoinHandle<()>>,
 }
 
 /// The changes a worker's configuration makes to the committed definitions.
@@ -76,6 +79,24 @@ impl Worker {
         });
         let service =
             service::register(&shared.client, &name, &shared.config, counters.clone()).await?;
+        // Metrics are for watching, not for serving jobs: a port already taken is a warning.
+        let (metrics_addr, metrics_task) =
+            match crate::metrics::listen_addr(shared.config.metrics_addr.as_deref())? {
+                None => (None, None),
+                Some(addr) => {
+                    let registry = crate::metrics::registry(H::FUNCTION.as_str(), counters.clone());
+                    match crate::metrics::serve(addr, registry).await {
+                        Ok((bound, task)) => {
+                            info!(addr = %bound, "serving /metrics");
+                            (Some(bound), Some(task))
+                        }
+                        Err(err) => {
+                            tracing::warn!(error = %err, "not serving /metrics");
+                            (None, None)
+                        }
+                    }
+                }
+            };
         dlq::spawn_max_deliveries_watcher(shared.clone()).await?;
         cancel::spawn_listener(shared.clone()).await?;
         let (stop, stop_rx) = watch::channel(false);
@@ -90,6 +111,8 @@ impl Worker {
             task,
             counters,
             client,
+            metrics_addr,
+            metrics_task,
         })
     }
 
@@ -97,6 +120,9 @@ impl Worker {
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
         let result = self.task.await.context("worker task")?;
+        if let Some(task) = self.metrics_task {
+            task.abort();
+        }
         let _ = self.client.flush().await;
         result
     }
