@@ -455,3 +455,84 @@ async fn micro_stats_and_metrics_count_jobs_errors_and_time() {
     }
     worker.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn worker_logs_hold_no_colour_codes_and_json_lines_keep_arrays() {
+    let stack = crate::stack::stack().await;
+    let input = stack
+        .upload("inputs/ops/card.png", lightbox_tests::noisy_png(64, 48, 7))
+        .await;
+    let env = lightbox_tests::function_env(&stack.nats, &stack.s3.env());
+    let mut json_env = env.clone();
+    json_env.push(("LIGHTBOX_LOG_FORMAT".into(), "json".into()));
+    json_env.push(("LIGHTBOX_INSTANCE".into(), "ops-json".into()));
+    let mut text_env = env.clone();
+    text_env.push(("LIGHTBOX_INSTANCE".into(), "ops-text".into()));
+    let convert = function_binary("lightbox-convert");
+    let json_worker =
+        lightbox_tests::FunctionProcess::spawn(&convert, &json_env, &stack.logs, "json");
+    let text_worker =
+        lightbox_tests::FunctionProcess::spawn(&convert, &text_env, &stack.logs, "text");
+    lightbox_tests::wait_consuming(&json_worker, Duration::from_secs(30)).await;
+    lightbox_tests::wait_consuming(&text_worker, Duration::from_secs(30)).await;
+
+    let mut outputs_by_worker = std::collections::HashMap::new();
+    // Two workers share the queue: submit until each has run a job (or give up).
+    for _ in 0..20 {
+        let envelope = Envelope::new(
+            Function::Convert,
+            serde_json::json!({"input": input.as_str(), "format": "webp"}),
+        );
+        let id = stack
+            .client
+            .submit("convert", &envelope)
+            .await
+            .unwrap()
+            .to_string();
+        let event = stack
+            .client
+            .wait(&id, Duration::from_secs(30), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(event.state, lightbox_runtime::events::JobState::Succeeded);
+        outputs_by_worker.insert(event.worker.clone(), (id, event.outputs.clone()));
+        if outputs_by_worker.len() == 2 {
+            break;
+        }
+    }
+    let (json_job, json_outputs) = outputs_by_worker
+        .get("ops-json")
+        .expect("the JSON worker ran a job")
+        .clone();
+    assert!(outputs_by_worker.contains_key("ops-text"));
+
+    // The worker logs "succeeded" just after it reports the event.
+    for _ in 0..100 {
+        if text_worker.log_text().contains(" succeeded")
+            && json_worker.log_text().contains("\"succeeded\"")
+        {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let text_log = text_worker.log_text();
+    assert!(text_log.contains(" succeeded"), "{text_log}");
+    assert!(
+        !text_log.contains('\u{1b}'),
+        "colour codes in a log file: {text_log:?}"
+    );
+    let json_log = json_worker.log_text();
+    let succeeded = json_log
+        .lines()
+        .filter_map(|line| serde_json::from_str::<serde_json::Value>(line).ok())
+        .find(|line| line["message"] == "succeeded" && line["span"]["job_id"] == json_job.as_str())
+        .unwrap_or_else(|| panic!("no JSON 'succeeded' line for {json_job}:\n{json_log}"));
+    assert_eq!(
+        succeeded["outputs"],
+        serde_json::json!(json_outputs),
+        "{succeeded}"
+    );
+    assert!(succeeded["outputs"].is_array(), "{succeeded}");
+    assert_eq!(succeeded["level"], "INFO");
+    assert!(!json_log.contains('\u{1b}'));
+}

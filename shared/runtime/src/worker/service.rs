@@ -13,7 +13,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use futures::StreamExt;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
@@ -243,7 +243,7 @@ pub(super) async fn register(
             ("concurrency".to_owned(), config.concurrency.to_string()),
             ("instance".to_owned(), config.instance.clone()),
         ]),
-        started: rfc3339(SystemTime::now()),
+        started: crate::telemetry::rfc3339(SystemTime::now()),
         queue: config.queue.clone(),
         status: status_subject(name, &config.instance),
     });
@@ -307,43 +307,9 @@ pub(super) async fn register(
     })
 }
 
-/// A time as RFC 3339 in UTC (`2026-12-04T19:30:09.123456789Z`), as the micro schema wants.
-fn rfc3339(time: SystemTime) -> String {
-    let since = time.duration_since(UNIX_EPOCH).unwrap_or_default();
-    let seconds = since.as_secs();
-    let days = (seconds / 86_400) as i64;
-    let rest = seconds % 86_400;
-    // Days to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:09}Z",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60,
-        since.subsec_nanos()
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn rfc3339_writes_utc_civil_time() {
-        assert_eq!(rfc3339(UNIX_EPOCH), "1970-01-01T00:00:00.000000000Z");
-        let t = UNIX_EPOCH + Duration::new(1_796_412_609, 5);
-        assert_eq!(rfc3339(t), "2026-12-04T19:30:09.000000005Z");
-        let leap = UNIX_EPOCH + Duration::from_secs(951_782_400);
-        assert_eq!(rfc3339(leap), "2000-02-29T00:00:00.000000000Z");
-    }
 
     #[test]
     fn render_results_count_pixel_samples() {

@@ -1,6 +1,14 @@
 //! Start-up and shutdown: connect, create or bind the streams, bucket and consumer from
 //! `infra/nats/`, register the micro service, start the watchers and the pull loop; and the
 //! process entry point [`run`] with its `--check` health probe.
+//!
+//! Binding or applying: with `LIGHTBOX_BIND_ONLY=true` (production: the Kubernetes config sets
+//! it, and an `infra apply` Job creates the definitions first) a worker only looks up its
+//! streams, bucket and consumer, changes nothing, and fails at start naming `lightbox infra
+//! apply` when one is missing. Without it a worker creates or updates them from `infra/nats/`
+//! with its overrides (test timings, replicas), so `lightbox up` and the test suite need no
+//! separate step; that is a development convenience, and the reason it is not the default in
+//! production manifests is that it would overwrite limits an operator changed.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
