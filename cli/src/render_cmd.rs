@@ -66,7 +66,7 @@ impl From<DenoiseArg> for DenoiseRequest {
 /// Render a model locally with the native path tracer.
 #[derive(Clone, Debug, clap::Args)]
 pub struct RenderArgs {
-    /// The model to render (.glb, or .gltf with embedded data).
+    /// The model to render (.glb, or .gltf with its files beside it).
     pub model: PathBuf,
     /// Output image; the extension (.png or .webp) picks the format.
     #[arg(short, long)]
@@ -180,12 +180,27 @@ fn run_cycles(args: &RenderArgs) -> Result<()> {
     write_outputs(args, &out)
 }
 
+/// A `.gltf` whose buffers and images are files beside it, bundled with them into one GLB (read
+/// from its folder under the import's resource limits), as the function bundles the files
+/// beside a model in the store; any other glTF is returned as it is.
+fn bundle_gltf_files(model: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    use render_runtime::scene::gltf_decode::{external_files, pack_glb};
+    let loading = || format!("loading {}", model.display());
+    if external_files(&bytes).with_context(loading)?.is_empty() {
+        return Ok(bytes);
+    }
+    let folder = render_runtime::scene::DirResources::beside(model)
+        .with_context(|| format!("opening the folder of {}", model.display()))?;
+    pack_glb(&bytes, &folder, &ImportLimits::default()).with_context(loading)
+}
+
 /// `lightbox render` with the native engine.
 fn run_native(args: &RenderArgs) -> Result<()> {
     let spec = spec_from_args(args)?;
 
     let bytes =
         std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
+    let bytes = bundle_gltf_files(&args.model, bytes)?;
     let prepared = PreparedScene::from_glb(&bytes, &ImportLimits::default())
         .with_context(|| format!("loading {}", args.model.display()))?;
     let scene = prepared.scene();

@@ -5,16 +5,18 @@
 FROM rust:1.95-slim-bookworm AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libembree-dev=3.13.5+dfsg-2 pkg-config=1.8.1-1 \
+       g++=4:12.2.0-3 libdraco-dev=1.5.5+dfsg-2 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p lightbox-render --bin lightbox-render
 
 FROM python:3.11-slim-bookworm
-# runtime-packages: libembree3-3
+# runtime-packages: libembree3-3 libstdc++6
 # Blender's Python module needs X/GL client libraries even headless.
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libembree3-3=3.13.5+dfsg-2 \
+       libstdc++6=12.2.0-14+deb12u1 \
        libxrender1=1:0.9.10-1.1 libxxf86vm1=1:1.1.4-1+b2 libxfixes3=1:6.0.0-2 libxi6=2:1.8-1+b1 libxkbcommon0=1.5.0-1 libsm6=2:1.2.3-1 libgl1=1.6.0-1 libegl1=1.6.0-1 \
     && rm -rf /var/lib/apt/lists/* \
     && pip install --no-cache-dir bpy==5.0.1 \

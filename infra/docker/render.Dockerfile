@@ -3,15 +3,17 @@
 FROM rust:1.95-slim-bookworm AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libembree-dev=3.13.5+dfsg-2 pkg-config=1.8.1-1 \
+       g++=4:12.2.0-3 libdraco-dev=1.5.5+dfsg-2 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
 RUN cargo build --release --locked -p lightbox-render --bin lightbox-render
 
 FROM debian:bookworm-slim
-# runtime-packages: libembree3-3
+# runtime-packages: libembree3-3 libstdc++6
 RUN apt-get update \
     && apt-get install -y --no-install-recommends libembree3-3=3.13.5+dfsg-2 \
+       libstdc++6=12.2.0-14+deb12u1 \
     && rm -rf /var/lib/apt/lists/* \
     && useradd --system --uid 10001 --no-create-home lightbox
 COPY --from=build /src/target/release/lightbox-render /usr/local/bin/lightbox-render

@@ -19,7 +19,8 @@ use std::time::{Duration, Instant};
 use lightbox_scene::export::export_glb;
 use lightbox_scene::usd_write::{export_usda_with, export_usdz_with, UsdWriteOptions};
 use lightbox_scene::{
-    import_gltf_with_limits, ImportError, ImportLimits, Scene, UsdEncoding, UsdImportError,
+    import_gltf_with_resources, ImportError, ImportLimits, NoResources, Resources, Scene,
+    UsdEncoding, UsdImportError,
 };
 
 /// A model file format, input or output.
@@ -112,9 +113,19 @@ pub fn import_model(
     bytes: &[u8],
     limits: &ImportLimits,
 ) -> Result<(Scene, ModelFormat), ModelConvertError> {
+    import_model_with(bytes, &NoResources, limits)
+}
+
+/// Reads a model, with the files a `.gltf` refers to (buffers, images) read from `resources`
+/// (the model's folder for a local file).
+pub fn import_model_with(
+    bytes: &[u8],
+    resources: &dyn Resources,
+    limits: &ImportLimits,
+) -> Result<(Scene, ModelFormat), ModelConvertError> {
     let input = ModelFormat::sniff(bytes).ok_or(ModelConvertError::UnknownInput)?;
     let scene = match input {
-        ModelFormat::Glb => import_gltf_with_limits(bytes, limits)?,
+        ModelFormat::Glb => import_gltf_with_resources(bytes, resources, limits)?,
         ModelFormat::Usda | ModelFormat::Usdc | ModelFormat::Usdz => {
             // In a child process where the binary serves one (the convert worker does).
             lightbox_scene::usd_isolate::import_usd(bytes, limits)?
@@ -141,11 +152,22 @@ pub fn convert_model(
     output: ModelFormat,
     limits: &ImportLimits,
 ) -> Result<ConvertedModel, ModelConvertError> {
+    convert_model_with(bytes, &NoResources, output, limits)
+}
+
+/// [`convert_model`] for a model whose `.gltf` refers to files that `resources` holds (the
+/// model's folder for `lightbox convert`).
+pub fn convert_model_with(
+    bytes: &[u8],
+    resources: &dyn Resources,
+    output: ModelFormat,
+    limits: &ImportLimits,
+) -> Result<ConvertedModel, ModelConvertError> {
     if output == ModelFormat::Usdc {
         return Err(ModelConvertError::UnsupportedOutput(output));
     }
     let t0 = Instant::now();
-    let (scene, input) = import_model(bytes, limits)?;
+    let (scene, input) = import_model_with(bytes, resources, limits)?;
     let import_time = t0.elapsed();
     let t1 = Instant::now();
     let out = export_model(&scene, output)?;

@@ -96,6 +96,8 @@ impl Handler for RenderHandler {
             .store
             .get(&key, Some(self.limits.max_model_bytes))
             .await?;
+        // A .gltf's buffers and images are fetched from beside it and bundled into one GLB.
+        let model = crate::gltf_files::bundle(&ctx, &key, kind, model, &self.limits.import).await?;
         let fetch_ms = fetch_start.elapsed().as_secs_f64() * 1000.0;
         info!(source = source.as_str(), model = %key, bytes = model.len(), "rendering");
 

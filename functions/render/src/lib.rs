@@ -15,6 +15,7 @@
 //! ```
 
 mod engines;
+mod gltf_files;
 mod handler;
 mod keys;
 mod limits;

@@ -86,6 +86,17 @@ pub enum ImportError {
     Node { node: String, reason: String },
     #[error("image {image}: {reason}")]
     Image { image: usize, reason: String },
+    /// A file or data URI the model refers to could not be had (`referrer` is "buffer 0",
+    /// "image 2", ...; the source names the file).
+    #[error("{referrer}")]
+    Resource {
+        referrer: String,
+        #[source]
+        source: crate::resources::ResourceError,
+    },
+    /// A compressed buffer view (`EXT_meshopt_compression`) that does not decode.
+    #[error("buffer view {view}: {reason}")]
+    BufferView { view: usize, reason: String },
     #[error("model too large: {what} {count} exceeds the limit of {limit}")]
     TooLarge {
         what: &'static str,
@@ -110,19 +121,32 @@ pub fn import_gltf(bytes: &[u8]) -> Result<Scene, ImportError> {
     import_gltf_with_limits(bytes, &ImportLimits::default())
 }
 
-/// Imports a `.glb` or self-contained `.gltf` from memory under the given size guards.
+/// Imports a `.glb` or self-contained `.gltf` (embedded buffers, data URIs) from memory under
+/// the given size guards. A reference to an external file fails, naming the file.
 pub fn import_gltf_with_limits(bytes: &[u8], limits: &ImportLimits) -> Result<Scene, ImportError> {
+    import_gltf_with_resources(bytes, &crate::resources::NoResources, limits)
+}
+
+/// Imports a `.glb` or `.gltf`, reading the buffers and images it refers to by URI from
+/// `resources` (the file's folder, or files fetched from beside it), under the size guards.
+/// Meshopt- and Draco-compressed geometry is decoded (see [`super::gltf_decode`]).
+pub fn import_gltf_with_resources(
+    bytes: &[u8],
+    resources: &dyn crate::resources::Resources,
+    limits: &ImportLimits,
+) -> Result<Scene, ImportError> {
     // The gltf crate's validation indexes some arrays without checking them (a POSITION accessor
     // index past the accessor list panics; found by `cargo fuzz`): a panic there is a bad file.
-    let parsed = std::panic::catch_unwind(|| -> Result<_, ImportError> {
-        let mut gltf =
-            gltf::Gltf::from_slice(bytes).map_err(|source| ImportError::Parse { source })?;
-        let blob = gltf.blob.take();
-        let document = gltf.document;
-        let buffers = gltf::import_buffers(&document, None, blob)
-            .map_err(|source| ImportError::Parse { source })?;
-        Ok((document, buffers))
-    });
+    let parsed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(
+        || -> Result<_, ImportError> {
+            // External files, data URIs and compressed views become plain embedded buffers.
+            let lowered = super::gltf_decode::lower(bytes, resources, limits)?;
+            let document = gltf::Gltf::from_slice(&lowered.json)
+                .map_err(|source| ImportError::Parse { source })?
+                .document;
+            Ok((document, lowered.buffers))
+        },
+    ));
     let (document, buffers) = match parsed {
         Ok(result) => result?,
         Err(panic) => {
@@ -737,28 +761,71 @@ fn read_f32(b: &[u8], i: usize) -> f32 {
     f32::from_le_bytes([b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]])
 }
 
+/// Reads component `i` of an element as a float: FLOAT as is, integer types as glTF (and
+/// `KHR_mesh_quantization`) define them, normalized (`c / max`, clamped at -1 for signed types)
+/// or not (the integer's value).
+fn component_reader(data_type: DataType, normalized: bool) -> Option<fn(&[u8], usize) -> f32> {
+    Some(match (data_type, normalized) {
+        (DataType::F32, _) => read_f32,
+        (DataType::I8, true) => |b, i| (b[i] as i8 as f32 / 127.0).max(-1.0),
+        (DataType::I8, false) => |b, i| b[i] as i8 as f32,
+        (DataType::U8, true) => |b, i| b[i] as f32 / 255.0,
+        (DataType::U8, false) => |b, i| b[i] as f32,
+        (DataType::I16, true) => {
+            |b, i| (i16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as f32 / 32767.0).max(-1.0)
+        }
+        (DataType::I16, false) => |b, i| i16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as f32,
+        (DataType::U16, true) => {
+            |b, i| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as f32 / 65535.0
+        }
+        (DataType::U16, false) => |b, i| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as f32,
+        (DataType::U32, _) => return None,
+    })
+}
+
+/// Reads an attribute of `N` components as floats, from FLOAT or (with `KHR_mesh_quantization`)
+/// normalized or integer components. `what` names the attribute in errors.
+fn read_attribute<const N: usize>(
+    accessor: &gltf::Accessor,
+    buffers: &[gltf::buffer::Data],
+    site: &Site,
+    limits: &ImportLimits,
+    what: &str,
+) -> Result<Vec<[f32; N]>, ImportError> {
+    if accessor.dimensions().multiplicity() != N {
+        return Err(site.accessor_error(
+            accessor.index(),
+            format!(
+                "{what} must have {N} components, found {:?}",
+                accessor.dimensions()
+            ),
+        ));
+    }
+    let convert =
+        component_reader(accessor.data_type(), accessor.normalized()).ok_or_else(|| {
+            site.accessor_error(
+                accessor.index(),
+                format!(
+                    "unsupported {what} component type {:?}",
+                    accessor.data_type()
+                ),
+            )
+        })?;
+    let (elements, _) =
+        accessor_elements(accessor, buffers, site, limits.max_vertices_per_accessor)?;
+    Ok(elements
+        .iter()
+        .map(|e| std::array::from_fn(|c| convert(e, c)))
+        .collect())
+}
+
 fn read_vec3_f32(
     accessor: &gltf::Accessor,
     buffers: &[gltf::buffer::Data],
     site: &Site,
     limits: &ImportLimits,
 ) -> Result<Vec<[f32; 3]>, ImportError> {
-    if accessor.data_type() != DataType::F32 || accessor.dimensions() != Dimensions::Vec3 {
-        return Err(site.accessor_error(
-            accessor.index(),
-            format!(
-                "expected VEC3 FLOAT, found {:?} {:?}",
-                accessor.dimensions(),
-                accessor.data_type()
-            ),
-        ));
-    }
-    let (elements, _) =
-        accessor_elements(accessor, buffers, site, limits.max_vertices_per_accessor)?;
-    let out: Vec<[f32; 3]> = elements
-        .iter()
-        .map(|e| [read_f32(e, 0), read_f32(e, 1), read_f32(e, 2)])
-        .collect();
+    let out = read_attribute::<3>(accessor, buffers, site, limits, "a VEC3 attribute")?;
     if let Some(i) = out.iter().position(|v| !v.iter().all(|c| c.is_finite())) {
         return Err(site.accessor_error(accessor.index(), format!("element {i} is not finite")));
     }
@@ -772,30 +839,12 @@ fn read_uv(
     limits: &ImportLimits,
 ) -> Result<Vec<[f32; 2]>, ImportError> {
     if accessor.dimensions() != Dimensions::Vec2 {
-        return Err(site.accessor_error(accessor.index(), "TEXCOORD_0 must be VEC2"));
+        return Err(site.accessor_error(accessor.index(), "TEXCOORD must be VEC2"));
     }
-    let (elements, _) =
-        accessor_elements(accessor, buffers, site, limits.max_vertices_per_accessor)?;
-    let convert: fn(&[u8], usize) -> f32 = match accessor.data_type() {
-        DataType::F32 => read_f32,
-        DataType::U8 => |b, i| b[i] as f32 / 255.0,
-        DataType::U16 => |b, i| u16::from_le_bytes([b[2 * i], b[2 * i + 1]]) as f32 / 65535.0,
-        other => {
-            return Err(site.accessor_error(
-                accessor.index(),
-                format!("unsupported TEXCOORD component type {other:?}"),
-            ));
-        }
-    };
-    Ok(elements
-        .iter()
-        .map(|e| {
-            let (u, v) = (convert(e, 0), convert(e, 1));
-            [
-                if u.is_finite() { u } else { 0.0 },
-                if v.is_finite() { v } else { 0.0 },
-            ]
-        })
+    let uvs = read_attribute::<2>(accessor, buffers, site, limits, "TEXCOORD")?;
+    Ok(uvs
+        .into_iter()
+        .map(|uv| uv.map(|c| if c.is_finite() { c } else { 0.0 }))
         .collect())
 }
 

@@ -9,10 +9,14 @@
 //! a function that only reads and writes models (convert) links none of them.
 
 pub mod budget;
+mod draco;
 pub mod export;
 pub mod gltf;
+pub mod gltf_decode;
 pub mod material;
 pub mod math;
+mod meshopt_decode;
+pub mod resources;
 pub mod tangents;
 pub mod texture;
 pub mod usd;
@@ -22,12 +26,14 @@ pub mod usdc_guard;
 
 pub use budget::{MemoryEstimate, OverBudget, VertexExtras};
 pub use gltf::{
-    import_gltf, import_gltf_with_limits, ImportError, ImportLimits, DEFAULT_MEMORY_BUDGET,
+    import_gltf, import_gltf_with_limits, import_gltf_with_resources, ImportError, ImportLimits,
+    DEFAULT_MEMORY_BUDGET,
 };
 pub use material::{
     AlphaMode, Channel, Clearcoat, Filter, Material, Sheen, TextureRef, TextureUse, Transmission,
     UvTransform, Volume, Wrap,
 };
+pub use resources::{DirResources, MemoryResources, NoResources, ResourceLimits, Resources};
 pub use texture::{ColorSpace, Texture};
 pub use usd::{import_usd, import_usd_with_limits, UsdEncoding, UsdImportError};
 pub use usd_write::{export_usda, export_usdz, UsdInstancing, UsdWriteOptions};

@@ -417,7 +417,7 @@ mod tests {
             ),
             (
                 continuation("render.light", wrong_function),
-                "is for function convert but would be published to render.light",
+                "continued convert job: invalid request",
             ),
             (
                 continuation("render.light", bad_request),

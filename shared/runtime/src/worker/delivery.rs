@@ -13,7 +13,7 @@ use tracing::{error, info, warn, Instrument};
 use super::context::{Job, JobContext};
 use super::lease::{self, Lease, Supervised};
 use super::settle::{self, Settle, Verdict};
-use super::{continuation, Handler, Shared};
+use super::{Handler, Shared};
 use crate::error::JobError;
 use crate::events::{JobEvent, JobState};
 use crate::job::{now_ms, parse_envelope, parse_request, Envelope};
@@ -58,9 +58,10 @@ pub(super) async fn process<H: Handler>(
             .counters
             .max_in_flight
             .fetch_max(in_flight, Ordering::SeqCst);
-        // A continuation is checked before the job runs, like the job itself: an invalid one
-        // fails the job for good, and is never acted on (not published, nor failed in its name).
-        let (parsed, continuation) = continuation::checked(parsed);
+        let continuation = parsed
+            .as_ref()
+            .ok()
+            .and_then(|envelope| envelope.then.clone());
         let verdict = run_job(
             &shared,
             &message,
@@ -148,8 +149,7 @@ async fn run_job<H: Handler>(
         id: envelope.id,
         function: H::FUNCTION,
         attempt,
-        // The job writes and reads only under its function's prefixes (see `store.rs`).
-        store: shared.store.for_function(H::FUNCTION),
+        store: shared.store.clone(),
         trace,
         queue: message.subject.to_string(),
         envelope: Arc::new(envelope),
