@@ -1,10 +1,6 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use lightbox_tests::{
-    function_binary, function_env, local_store, noisy_png, wait_consuming, workspace_root,
-    FunctionProcess, NatsServer, SeaweedS3, TempDir,
-};
 use lightbox_runtime::client::Client;
 use lightbox_runtime::config::NatsConfig;
 use lightbox_runtime::events::JobState;
@@ -13,8 +9,12 @@ use lightbox_runtime::job::{Envelope, Function};
 use lightbox_runtime::requests::{ConvertRequest, ImageFormat};
 use lightbox_runtime::worker::Worker;
 use lightbox_runtime::{ObjectKey, Store};
+use lightbox_tests::{
+    function_binary, function_env, local_store, noisy_png, wait_consuming, workspace_root,
+    FunctionProcess, NatsServer, SeaweedS3, TempDir,
+};
 
-const PASSWORDS: [(&str, &str); 5] = [
+pub(crate) const PASSWORDS: [(&str, &str); 5] = [
     ("admin", "admin-pw-3f9a"),
     ("backend", "backend-pw-77c1"),
     ("convert", "convert-pw-0b2e"),
@@ -22,7 +22,7 @@ const PASSWORDS: [(&str, &str); 5] = [
     ("tessellate", "tessellate-pw-e611"),
 ];
 
-fn password(user: &str) -> &'static str {
+pub(crate) fn password(user: &str) -> &'static str {
     PASSWORDS
         .iter()
         .find(|(u, _)| *u == user)
@@ -30,8 +30,10 @@ fn password(user: &str) -> &'static str {
         .unwrap()
 }
 
-/// nats-server with the committed least-privilege config, and the streams created by `admin`.
-async fn secured_server() -> NatsServer {
+/// nats-server with the committed least-privilege config, and the streams, consumers and both
+/// KV buckets (`jobs`, `tessellate_locks`) created by `admin`, as `lightbox infra apply` does,
+/// so every function can run bind-only.
+pub(crate) async fn secured_server() -> NatsServer {
     let env = PASSWORDS
         .iter()
         .map(|(user, pw)| {
@@ -54,10 +56,13 @@ async fn secured_server() -> NatsServer {
             .await
             .unwrap();
     }
+    infra::ensure_locks(&client.js, &Overrides::default())
+        .await
+        .expect("admin creates the locks bucket");
     server
 }
 
-fn user_config(server: &NatsServer, user: &str) -> NatsConfig {
+pub(crate) fn user_config(server: &NatsServer, user: &str) -> NatsConfig {
     NatsConfig {
         url: server.url(),
         user: Some(user.into()),
@@ -68,8 +73,31 @@ fn user_config(server: &NatsServer, user: &str) -> NatsConfig {
     }
 }
 
-async fn connect_as(server: &NatsServer, user: &str) -> async_nats::Client {
+pub(crate) async fn connect_as(server: &NatsServer, user: &str) -> async_nats::Client {
     user_config(server, user).connect(user).await.unwrap()
+}
+
+/// The environment of a function process connecting as `user` in bind-only mode, with a local
+/// store in `store_dir`.
+pub(crate) fn function_env_as(
+    server: &NatsServer,
+    user: &str,
+    store_dir: &TempDir,
+) -> Vec<(String, String)> {
+    let mut env = function_env(
+        server,
+        &[(
+            "LIGHTBOX_STORE_DIR".to_string(),
+            store_dir.path().display().to_string(),
+        )],
+    );
+    env.extend([
+        ("NATS_USER".to_string(), user.to_string()),
+        ("NATS_PASSWORD".to_string(), password(user).to_string()),
+        ("NATS_INBOX_PREFIX".to_string(), format!("_INBOX_{user}")),
+        ("LIGHTBOX_BIND_ONLY".to_string(), "true".to_string()),
+    ]);
+    env
 }
 
 #[tokio::test]

@@ -30,6 +30,16 @@ mod render;
 /// not do, refused passwords, and no secrets in worker logs.
 mod security;
 
+/// Each function runs real jobs bind-only as its own `auth.conf` user (render on `render.light`,
+/// tessellate on an uncached STEP file with its lock bucket, a STEP render through a
+/// continuation), and a render naming a tessellation-cache key as output fails, writing nothing.
+mod security_functions;
+
+/// Escalations tried as `backend` and as each function user, all refused: continuations aimed at
+/// JetStream API, event or KV subjects, reading or deleting other functions' jobs, stream and
+/// consumer management, other functions' consumers, queues, locks, dead letters and services.
+mod security_escalation;
+
 /// Deployment files: hadolint on every Dockerfile, runtime libraries against `ldd`, Kubernetes
 /// manifests against their schemas and the queues, and the container health check.
 mod infra;
@@ -44,11 +54,11 @@ mod tessellate;
 /// binaries while the workers keep serving and nothing is written.
 mod corpus_run;
 
-/// A multi-file `.gltf` (WaterBottle: `.bin` and four PNGs) under one key prefix through the real
-/// `lightbox-render` binary; a missing sibling and a reference out of the prefix fail naming it.
-mod gltf_files;
-
 /// The `lightbox` command as operators use it: only `infra apply` changes the server (raised
 /// limits survive `dlq list`, `queues`, `status`), unknown and malformed ids, NATS down, server and
 /// identity from flags, `nats` contexts and the environment, and `--json` reads.
 mod ops;
+
+/// The committed JSON Schemas as publishers use them: good and bad render outputs through
+/// Python's `jsonschema`, the renderer agreeing with each verdict, no drift from the renderer.
+mod schemas;

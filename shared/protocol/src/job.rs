@@ -417,7 +417,7 @@ mod tests {
             ),
             (
                 continuation("render.light", wrong_function),
-                "continued convert job: invalid request",
+                "is for function convert but would be published to render.light",
             ),
             (
                 continuation("render.light", bad_request),

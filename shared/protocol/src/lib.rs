@@ -11,6 +11,7 @@ pub mod events;
 pub mod job;
 pub mod key;
 pub mod queue;
+pub mod render_spec;
 pub mod requests;
 pub mod schemas;
 pub mod trace;

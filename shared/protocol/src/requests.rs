@@ -191,13 +191,17 @@ pub struct RenderRequest {
 /// One output of a render job: the renderer's spec (`width`, `height`, `samples`, `seed`,
 /// `format`, `studio`, `turntable`, `denoise`, ...) plus where to put it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+// The renderer refuses unknown spec fields, so the schema does too (`widht` is an error).
+#[schemars(extend("additionalProperties" = false))]
 pub struct RenderOutputRequest {
     /// Key for the image (for a turntable, the animated WebP; frames go under `<key stem>/`).
     /// When absent, a key is derived from the model's content and the spec.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output: Option<ObjectKey>,
-    /// The render spec, checked by the render function.
+    /// The render spec, checked by the render function. Kept as JSON here (the renderer owns
+    /// the type); its schema is the mirror in [`crate::render_spec`].
     #[serde(flatten)]
+    #[schemars(with = "crate::render_spec::RenderSpecSchema")]
     pub spec: serde_json::Map<String, serde_json::Value>,
 }
 

@@ -8,6 +8,30 @@ use crate::requests::{ConvertRequest, RenderRequest, TessellateRequest};
 
 /// Every committed schema: file name and content.
 pub fn all() -> Vec<(&'static str, serde_json::Value)> {
+    let mut schemas = generated();
+    for (_, schema) in &mut schemas {
+        drop_null_defaults(schema);
+    }
+    schemas
+}
+
+/// The render spec mirror's optional fields read `Option` but take no null
+/// ([`crate::render_spec`]); schemars writes their `None` default as `"default": null`, which
+/// would tell publishers null is the default. Absent is: the renderer's default applies.
+fn drop_null_defaults(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.get("default") == Some(&serde_json::Value::Null) {
+                map.remove("default");
+            }
+            map.values_mut().for_each(drop_null_defaults);
+        }
+        serde_json::Value::Array(items) => items.iter_mut().for_each(drop_null_defaults),
+        _ => {}
+    }
+}
+
+fn generated() -> Vec<(&'static str, serde_json::Value)> {
     vec![
         (
             "envelope.schema.json",

@@ -1,6 +1,11 @@
 //! Object store access: a local filesystem by default, any S3 service when configured,
 //! and validated object keys so a job can never name a path outside its prefixes.
 //!
+//! Reads and writes have separate prefix lists: a worker's store is
+//! [`Store::for_function`], so each function reads and writes only where its work lies
+//! ([`PrefixPolicy::for_function`]: render and convert write `outputs/` only, and only
+//! tessellate writes the tessellation cache `cache/tessellate/`), whatever keys a job names.
+//!
 //! Every method returns a [`StoreError`] that says what went wrong (not found, too large,
 //! outside the allowed prefixes, a backend fault that may pass); `From<StoreError> for JobError`
 //! decides the retry class in one place, so a handler writes `ctx.store.get(..).await?`.
@@ -17,6 +22,7 @@ use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 use crate::env::{env_bool, env_opt, env_or, env_parse};
 use crate::error::JobError;
+use crate::job::Function;
 
 pub use lightbox_protocol::key::{KeyError, ObjectKey, MAX_KEY_BYTES};
 
@@ -69,14 +75,66 @@ impl fmt::Debug for S3Settings {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoreConfig {
     pub backend: StoreBackend,
-    /// Key prefixes jobs may read or write; a key outside them is a permanent error.
+    /// Key prefixes any read or write must fall under (`LIGHTBOX_ALLOWED_PREFIXES`): the
+    /// deployment's outer bound; a key outside them is a permanent error.
     pub allowed_prefixes: Vec<String>,
+    /// Prefixes a job may read (`LIGHTBOX_READ_PREFIXES`), within `allowed_prefixes`. `None`:
+    /// the defaults of the job's function ([`PrefixPolicy::for_function`]) once the store is
+    /// [`Store::for_function`], and `allowed_prefixes` alone before that (CLI, tests).
+    pub read_prefixes: Option<Vec<String>>,
+    /// Prefixes a job may write or delete (`LIGHTBOX_WRITE_PREFIXES`), within
+    /// `allowed_prefixes`; `None` as for `read_prefixes`.
+    pub write_prefixes: Option<Vec<String>>,
     /// Largest object a job may read, in bytes.
     pub max_object_bytes: u64,
 }
 
 /// Default prefixes a job may touch.
 pub const DEFAULT_PREFIXES: &str = "inputs/,outputs/,cache/,models/";
+
+/// Where a function's jobs may read and write by default.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PrefixPolicy {
+    pub read: Vec<String>,
+    pub write: Vec<String>,
+}
+
+impl PrefixPolicy {
+    /// The defaults: convert and render read inputs, models, earlier outputs and the cache and
+    /// write `outputs/` only (a render that names `cache/tessellate/...` as its output fails,
+    /// so no job can plant a model other renders will trust); tessellate reads inputs and
+    /// models, reads and writes its cache `cache/tessellate/`, and writes the copies a request
+    /// asks for under `outputs/`.
+    pub fn for_function(function: Function) -> Self {
+        let list = |prefixes: &[&str]| prefixes.iter().map(|p| (*p).to_owned()).collect();
+        match function {
+            Function::Convert | Function::Render => Self {
+                read: list(&["inputs/", "models/", "outputs/", "cache/"]),
+                write: list(&["outputs/"]),
+            },
+            Function::Tessellate => Self {
+                read: list(&["inputs/", "models/", "cache/tessellate/"]),
+                write: list(&["cache/tessellate/", "outputs/"]),
+            },
+        }
+    }
+}
+
+/// Whether an access reads or writes (deletes are writes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Read,
+    Write,
+}
+
+impl fmt::Display for Access {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Access::Read => "read",
+            Access::Write => "write",
+        })
+    }
+}
 
 impl Default for StoreConfig {
     fn default() -> Self {
@@ -85,6 +143,8 @@ impl Default for StoreConfig {
                 root: PathBuf::from(".lightbox/store"),
             },
             allowed_prefixes: split_prefixes(DEFAULT_PREFIXES),
+            read_prefixes: None,
+            write_prefixes: None,
             max_object_bytes: 512 * 1024 * 1024,
         }
     }
@@ -123,6 +183,8 @@ impl StoreConfig {
                 "LIGHTBOX_ALLOWED_PREFIXES",
                 DEFAULT_PREFIXES,
             )),
+            read_prefixes: env_opt("LIGHTBOX_READ_PREFIXES").map(|text| split_prefixes(&text)),
+            write_prefixes: env_opt("LIGHTBOX_WRITE_PREFIXES").map(|text| split_prefixes(&text)),
             max_object_bytes: env_parse("LIGHTBOX_MAX_OBJECT_BYTES", defaults.max_object_bytes),
         }
     }
@@ -141,10 +203,12 @@ pub enum StoreError {
         size: u64,
         limit: u64,
     },
-    /// The key is outside `LIGHTBOX_ALLOWED_PREFIXES`.
-    #[error("object key {:?} is outside the allowed prefixes ({})", key.as_str(), allowed.join(", "))]
+    /// The key is outside the prefixes this store may read or write (`LIGHTBOX_ALLOWED_PREFIXES`,
+    /// and the function's read or write prefixes).
+    #[error("object key {:?} is outside the prefixes this job may {access} ({})", key.as_str(), allowed.join(", "))]
     OutsidePrefixes {
         key: ObjectKey,
+        access: Access,
         allowed: Vec<String>,
     },
     /// The key is a valid [`ObjectKey`] that the store's path rules still refuse.
@@ -257,21 +321,69 @@ impl Store {
         })
     }
 
-    /// Checks a key against the allowed prefixes.
-    pub fn check(&self, key: &ObjectKey) -> Result<(), StoreError> {
-        let allowed = &self.config.allowed_prefixes;
-        if allowed.is_empty()
-            || allowed
-                .iter()
-                .any(|prefix| key.as_str().starts_with(prefix.as_str()))
-        {
-            Ok(())
-        } else {
-            Err(StoreError::OutsidePrefixes {
-                key: key.clone(),
-                allowed: allowed.clone(),
-            })
+    /// The same store limited to `function`'s prefixes: read and write lists left unset in
+    /// the configuration take the function's defaults ([`PrefixPolicy::for_function`]); set
+    /// ones (`LIGHTBOX_READ_PREFIXES`, `LIGHTBOX_WRITE_PREFIXES`) stay as the operator wrote
+    /// them. Every access still has to fall under `allowed_prefixes` too.
+    pub fn for_function(&self, function: Function) -> Store {
+        let defaults = PrefixPolicy::for_function(function);
+        let mut config = (*self.config).clone();
+        config.read_prefixes.get_or_insert(defaults.read);
+        config.write_prefixes.get_or_insert(defaults.write);
+        Store {
+            inner: self.inner.clone(),
+            config: Arc::new(config),
         }
+    }
+
+    /// Checks a key a job is about to write (or delete) against the prefixes it may write:
+    /// handlers call it on their output keys before doing any work.
+    pub fn check(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        self.check_access(key, Access::Write)
+    }
+
+    /// Checks a key a job is about to read against the prefixes it may read.
+    pub fn check_read(&self, key: &ObjectKey) -> Result<(), StoreError> {
+        self.check_access(key, Access::Read)
+    }
+
+    fn check_access(&self, key: &ObjectKey, access: Access) -> Result<(), StoreError> {
+        let config = &self.config;
+        let own = match access {
+            Access::Read => config.read_prefixes.as_ref(),
+            Access::Write => config.write_prefixes.as_ref(),
+        };
+        let under = |prefixes: &[String]| {
+            prefixes.is_empty()
+                || prefixes
+                    .iter()
+                    .any(|prefix| key.as_str().starts_with(prefix.as_str()))
+        };
+        // An empty own list allows nothing (a function that must not write); an empty
+        // deployment-wide list sets no outer bound.
+        let own_allows = own.is_none_or(|own| !own.is_empty() && under(own));
+        if under(&config.allowed_prefixes) && own_allows {
+            return Ok(());
+        }
+        let allowed = match own {
+            Some(own) if config.allowed_prefixes.is_empty() => own.clone(),
+            Some(own) => own
+                .iter()
+                .filter(|p| {
+                    config
+                        .allowed_prefixes
+                        .iter()
+                        .any(|a| p.starts_with(a.as_str()) || a.starts_with(p.as_str()))
+                })
+                .cloned()
+                .collect(),
+            None => config.allowed_prefixes.clone(),
+        };
+        Err(StoreError::OutsidePrefixes {
+            key: key.clone(),
+            access,
+            allowed,
+        })
     }
 
     fn path(key: &ObjectKey) -> Result<Path, StoreError> {
@@ -284,7 +396,7 @@ impl Store {
     /// Reads a whole object, refusing objects over `max_bytes` (or the configured limit) from
     /// their size before reading them.
     pub async fn get(&self, key: &ObjectKey, max_bytes: Option<u64>) -> Result<Bytes, StoreError> {
-        self.check(key)?;
+        self.check_read(key)?;
         let limit = max_bytes
             .unwrap_or(self.config.max_object_bytes)
             .min(self.config.max_object_bytes);
@@ -308,7 +420,7 @@ impl Store {
 
     /// Whether an object exists.
     pub async fn exists(&self, key: &ObjectKey) -> Result<bool, StoreError> {
-        self.check(key)?;
+        self.check_read(key)?;
         match self.inner.head(&Self::path(key)?).await {
             Ok(_) => Ok(true),
             Err(object_store::Error::NotFound { .. }) => Ok(false),
@@ -400,11 +512,106 @@ mod tests {
         assert!(matches!(err, StoreError::OutsidePrefixes { .. }), "{err}");
         assert_eq!(
             err.to_string(),
-            "object key \"secrets/key\" is outside the allowed prefixes (inputs/, outputs/, cache/, models/)"
+            "object key \"secrets/key\" is outside the prefixes this job may write (inputs/, outputs/, cache/, models/)"
         );
         let job_error = JobError::from(err);
         assert!(!job_error.is_retryable());
-        assert!(job_error.to_string().contains("allowed prefixes"));
+        assert!(job_error
+            .to_string()
+            .contains("prefixes this job may write"));
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn each_function_writes_only_under_its_own_prefixes() {
+        let dir =
+            std::env::temp_dir().join(format!("lightbox-store-policy-{}", std::process::id()));
+        let store = Store::connect(StoreConfig {
+            backend: StoreBackend::Local { root: dir.clone() },
+            ..StoreConfig::default()
+        })
+        .unwrap();
+        let key = |k: &str| ObjectKey::new(k).unwrap();
+        let cache = key("cache/tessellate/0123abcd.glb");
+        let render = store.for_function(Function::Render);
+        let err = render
+            .put(&cache, Bytes::from_static(b"png"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::OutsidePrefixes {
+                    access: Access::Write,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            err.to_string(),
+            "object key \"cache/tessellate/0123abcd.glb\" is outside the prefixes this job may write (outputs/)"
+        );
+        assert!(!JobError::from(err).is_retryable());
+        assert!(render.check(&cache).is_err() && render.delete(&cache).await.is_err());
+        assert!(!store.exists(&cache).await.unwrap(), "nothing was written");
+        for function in [Function::Render, Function::Convert] {
+            let scoped = store.for_function(function);
+            for refused in ["cache/x", "models/a.glb", "inputs/a.png"] {
+                assert!(
+                    scoped.check(&key(refused)).is_err(),
+                    "{function} writes {refused}"
+                );
+            }
+            scoped
+                .put(&key("outputs/a.png"), Bytes::new())
+                .await
+                .unwrap();
+            // Reads: inputs, models, outputs and the tessellation cache.
+            assert!(scoped.check_read(&cache).is_ok());
+        }
+
+        let tessellate = store.for_function(Function::Tessellate);
+        tessellate
+            .put(&cache, Bytes::from_static(b"glb"))
+            .await
+            .unwrap();
+        assert_eq!(
+            render.get(&cache, None).await.unwrap(),
+            Bytes::from_static(b"glb")
+        );
+        assert!(tessellate.check(&key("cache/render/x")).is_err());
+        assert!(tessellate.check(&key("models/a.glb")).is_err());
+        assert!(tessellate.check(&key("outputs/copy.glb")).is_ok());
+        assert!(tessellate.check_read(&key("outputs/other.png")).is_err());
+
+        // Operators may override a list; the deployment-wide bound still applies.
+        let overridden = Store::connect(StoreConfig {
+            backend: StoreBackend::Local { root: dir.clone() },
+            allowed_prefixes: vec!["outputs/".into(), "cache/".into()],
+            write_prefixes: Some(vec!["outputs/render/".into(), "models/".into()]),
+            ..StoreConfig::default()
+        })
+        .unwrap()
+        .for_function(Function::Render);
+        assert!(overridden.check(&key("outputs/render/a.png")).is_ok());
+        assert!(overridden.check(&key("outputs/a.png")).is_err());
+        assert!(
+            overridden.check(&key("models/a.glb")).is_err(),
+            "outside allowed_prefixes"
+        );
+        assert!(overridden.check_read(&key("inputs/a.png")).is_err());
+        let none = Store::connect(StoreConfig {
+            backend: StoreBackend::Local { root: dir.clone() },
+            write_prefixes: Some(Vec::new()),
+            ..StoreConfig::default()
+        })
+        .unwrap()
+        .for_function(Function::Convert);
+        assert!(
+            none.check(&key("outputs/a.png")).is_err(),
+            "an empty list allows no writes"
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -39,6 +39,10 @@ impl JobContext {
     {
         let broker = self.broker()?;
         let first = first_job(&self.envelope, &self.queue, request, continued)?;
+        // The job asked for is checked like a submitted one, its continuation included.
+        if let Some(then) = &first.then {
+            then.validate()?;
+        }
         let queue = request.queue();
         let id = first.id.to_string();
         publish_job(
@@ -112,19 +116,40 @@ async fn publish_job(
     Ok(())
 }
 
+/// A delivered envelope with its continuation checked ([`Continuation::validate`]): an
+/// envelope whose continuation is invalid becomes a permanent failure naming why, and no
+/// continuation is returned for it, so nothing is published or reported in its name.
+pub(super) fn checked(
+    parsed: Result<Envelope, JobError>,
+) -> (Result<Envelope, JobError>, Option<Continuation>) {
+    match parsed {
+        Ok(envelope) => match envelope.then.as_ref().map(Continuation::validate) {
+            None => (Ok(envelope), None),
+            Some(Ok(_)) => {
+                let then = envelope.then.clone();
+                (Ok(envelope), then)
+            }
+            Some(Err(err)) => (Err(err), None),
+        },
+        Err(err) => (Err(err), None),
+    }
+}
+
 /// Publishes the continuation of a job that succeeded; its dedupe id ties it to that job, so
-/// a rerun publishes it once.
+/// a rerun publishes it once. The continuation is checked again here, whatever path reached
+/// it: only a valid envelope is published, and only to the work queue it names.
 pub(super) async fn publish(
     js: &jetstream::Context,
     job_id: &str,
     trace: &TraceParent,
     continuation: &Continuation,
 ) -> Result<(), async_nats::Error> {
+    let (queue, _) = continuation.validate()?;
     let continued = continuation.job_id().unwrap_or_default();
     let payload = Bytes::from(serde_json::to_vec(&continuation.job)?);
     publish_job(
         js,
-        &continuation.subject,
+        queue.as_str(),
         &format!("{continued}-after-{job_id}"),
         &trace.child(),
         payload,
@@ -258,6 +283,36 @@ mod tests {
         )
         .unwrap();
         assert_ne!(once.id, other_parent.id);
+    }
+
+    #[test]
+    fn a_job_with_an_invalid_continuation_fails_and_carries_no_continuation() {
+        let victim = JobId::new();
+        let mut job = Envelope::new(Function::Convert, serde_json::json!({}));
+        job.then = Some(Continuation {
+            subject: format!("events.job.{victim}.succeeded"),
+            job: serde_json::to_value(render_job()).unwrap(),
+        });
+        let (parsed, continuation) = checked(Ok(job));
+        let err = parsed.unwrap_err();
+        assert!(!err.is_retryable());
+        assert!(err.to_string().contains("is not a work queue"), "{err}");
+        assert!(
+            continuation.is_none(),
+            "an invalid continuation is never acted on"
+        );
+
+        let this = render_job();
+        let first = first_job(
+            &this,
+            "render.light",
+            &tessellate("models/a.step"),
+            continued,
+        )
+        .unwrap();
+        let (parsed, continuation) = checked(Ok(first.clone()));
+        assert!(parsed.is_ok());
+        assert_eq!(continuation, first.then);
     }
 
     #[tokio::test]

@@ -13,7 +13,7 @@ use tracing::{error, info, warn, Instrument};
 use super::context::{Job, JobContext};
 use super::lease::{self, Lease, Supervised};
 use super::settle::{self, Settle, Verdict};
-use super::{Handler, Shared};
+use super::{continuation, Handler, Shared};
 use crate::error::JobError;
 use crate::events::{JobEvent, JobState};
 use crate::job::{now_ms, parse_envelope, parse_request, Envelope};
@@ -58,10 +58,9 @@ pub(super) async fn process<H: Handler>(
             .counters
             .max_in_flight
             .fetch_max(in_flight, Ordering::SeqCst);
-        let continuation = parsed
-            .as_ref()
-            .ok()
-            .and_then(|envelope| envelope.then.clone());
+        // A continuation is checked before the job runs, like the job itself: an invalid one
+        // fails the job for good, and is never acted on (not published, nor failed in its name).
+        let (parsed, continuation) = continuation::checked(parsed);
         let verdict = run_job(
             &shared,
             &message,
@@ -149,7 +148,8 @@ async fn run_job<H: Handler>(
         id: envelope.id,
         function: H::FUNCTION,
         attempt,
-        store: shared.store.clone(),
+        // The job writes and reads only under its function's prefixes (see `store.rs`).
+        store: shared.store.for_function(H::FUNCTION),
         trace,
         queue: message.subject.to_string(),
         envelope: Arc::new(envelope),

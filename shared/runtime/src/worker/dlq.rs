@@ -87,11 +87,9 @@ pub(super) async fn terminate<H: Handler>(
         .counters
         .dead_lettered
         .fetch_add(1, Ordering::Relaxed);
+    // A work-queue stream drops a terminated message like an acked one, so no delete is needed
+    // (and function users have no right to delete JOBS messages: see infra/nats/auth.conf).
     let _ = message.double_ack_with(AckKind::Term).await;
-    // A work-queue stream drops terminated messages; delete explicitly in case it kept it.
-    if letter.source_seq > 0 {
-        let _ = shared.infra.jobs.delete_message(letter.source_seq).await;
-    }
 }
 
 #[derive(Debug, Deserialize)]
