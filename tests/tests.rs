@@ -54,6 +54,10 @@ mod tessellate;
 /// binaries while the workers keep serving and nothing is written.
 mod corpus_run;
 
+/// A multi-file `.gltf` (WaterBottle: `.bin` and four PNGs) under one key prefix through the real
+/// `lightbox-render` binary; a missing sibling and a reference out of the prefix fail naming it.
+mod gltf_files;
+
 /// The `lightbox` command as operators use it: only `infra apply` changes the server (raised
 /// limits survive `dlq list`, `queues`, `status`), unknown and malformed ids, NATS down, server and
 /// identity from flags, `nats` contexts and the environment, and `--json` reads.
