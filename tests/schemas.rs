@@ -2,7 +2,8 @@
 //! good and bad render outputs checked with Python's `jsonschema` against
 //! `render.job.schema.json`, and the renderer's own parser agreeing with every verdict; every
 //! field the renderer writes for a full spec is described by the schema (the mirror in
-//! `lightbox_protocol::render_spec` has not drifted).
+//! `lightbox_protocol::render_spec` has not drifted); and the results of real convert and render
+//! jobs, through the real binaries, against `*.result.schema.json`.
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,7 +22,6 @@ fn python() -> PathBuf {
 /// Validates each render output (inside a whole render job) against the committed schema;
 /// returns one verdict per output: `None` when valid, else the first error.
 fn validate_outputs(outputs: &[serde_json::Value]) -> Vec<Option<String>> {
-    let schema = workspace_root().join("infra/schemas/render.job.schema.json");
     let jobs: Vec<serde_json::Value> = outputs
         .iter()
         .map(|output| {
@@ -33,6 +33,12 @@ fn validate_outputs(outputs: &[serde_json::Value]) -> Vec<Option<String>> {
             })
         })
         .collect();
+    validate("render.job.schema.json", &jobs)
+}
+
+/// Validates each value against `infra/schemas/<schema>` with Python's `jsonschema`.
+fn validate(schema: &str, values: &[serde_json::Value]) -> Vec<Option<String>> {
+    let schema = workspace_root().join("infra/schemas").join(schema);
     let script = r#"
 import json, sys, jsonschema
 schema = json.load(open(sys.argv[1]))
@@ -56,7 +62,7 @@ print(json.dumps(verdicts))
         .stdin
         .take()
         .unwrap()
-        .write_all(serde_json::to_string(&jobs).unwrap().as_bytes())
+        .write_all(serde_json::to_string(values).unwrap().as_bytes())
         .unwrap();
     let output = child.wait_with_output().unwrap();
     assert!(
@@ -125,4 +131,87 @@ fn every_field_the_renderer_writes_is_in_the_schema() {
         verdicts[0], None,
         "the schema refuses what the renderer writes: {full}"
     );
+}
+
+#[tokio::test]
+async fn real_convert_and_render_results_match_the_result_schemas() {
+    use lightbox_runtime::events::JobState;
+    use lightbox_runtime::job::{Envelope, Function};
+    use lightbox_tests::{
+        function_binary, function_env, noisy_png, wait_consuming, FunctionProcess,
+    };
+    use std::time::Duration;
+
+    let stack = crate::stack::stack().await;
+    let image = stack
+        .upload("inputs/schemas/card.png", noisy_png(32, 24, 1))
+        .await;
+    let model = stack
+        .upload(
+            "models/schemas/bearing.glb",
+            lightbox_testmodels::bearing_glb(0.02),
+        )
+        .await;
+    let env = function_env(&stack.nats, &stack.s3.env());
+    let mut render_env = env.clone();
+    render_env.push(("LIGHTBOX_QUEUE".into(), "render.light".into()));
+    let convert = FunctionProcess::spawn(
+        &function_binary("lightbox-convert"),
+        &env,
+        &stack.logs,
+        "convert",
+    );
+    let render = FunctionProcess::spawn(
+        &function_binary("lightbox-render"),
+        &render_env,
+        &stack.logs,
+        "render",
+    );
+    wait_consuming(&convert, Duration::from_secs(30)).await;
+    wait_consuming(&render, Duration::from_secs(30)).await;
+
+    let jobs = [
+        (
+            "convert",
+            "convert.result.schema.json",
+            Function::Convert,
+            serde_json::json!({"input": image.as_str(), "format": "webp"}),
+        ),
+        (
+            "render.light",
+            "render.result.schema.json",
+            Function::Render,
+            serde_json::json!({"model": model.as_str(),
+                "outputs": [{"width": 48, "height": 32, "samples": 1, "denoise": "off"}]}),
+        ),
+    ];
+    for (queue, schema, function, request) in jobs {
+        let id = stack
+            .client
+            .submit(queue, &Envelope::new(function, request))
+            .await
+            .unwrap()
+            .to_string();
+        let event = stack
+            .client
+            .wait(&id, Duration::from_secs(120), |_| {})
+            .await
+            .unwrap();
+        assert_eq!(
+            event.state,
+            JobState::Succeeded,
+            "{queue}: {:?}",
+            event.error
+        );
+        let result = event.result.expect("a result");
+        let verdicts = validate(schema, &[result.clone(), serde_json::json!({"output": 1})]);
+        assert_eq!(
+            verdicts[0], None,
+            "{queue} result {result} against {schema}"
+        );
+        assert!(
+            verdicts[1].is_some(),
+            "{schema} accepts a result with nothing in it"
+        );
+    }
 }

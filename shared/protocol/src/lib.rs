@@ -13,6 +13,7 @@ pub mod key;
 pub mod queue;
 pub mod render_spec;
 pub mod requests;
+pub mod results;
 pub mod schemas;
 pub mod trace;
 

@@ -51,6 +51,21 @@ fn generated() -> Vec<(&'static str, serde_json::Value)> {
                 .expect("schema"),
         ),
         (
+            "convert.result.schema.json",
+            serde_json::to_value(schemars::schema_for!(crate::results::ConvertResult))
+                .expect("schema"),
+        ),
+        (
+            "render.result.schema.json",
+            serde_json::to_value(schemars::schema_for!(crate::results::RenderResult))
+                .expect("schema"),
+        ),
+        (
+            "tessellate.result.schema.json",
+            serde_json::to_value(schemars::schema_for!(crate::results::TessellateResult))
+                .expect("schema"),
+        ),
+        (
             "job-event.schema.json",
             serde_json::to_value(schemars::schema_for!(JobEvent)).expect("schema"),
         ),
