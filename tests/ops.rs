@@ -536,3 +536,26 @@ async fn worker_logs_hold_no_colour_codes_and_json_lines_keep_arrays() {
     assert_eq!(succeeded["level"], "INFO");
     assert!(!json_log.contains('\u{1b}'));
 }
+
+#[tokio::test]
+async fn a_bind_only_worker_on_an_unapplied_server_fails_naming_infra_apply() {
+    let nats = NatsServer::start();
+    let dir = TempDir::new("ops-store");
+    let mut config = worker_config(&nats, local_store(&dir), "convert", 1);
+    config.nats.bind_only = true;
+    let err = match Worker::start(config.clone(), StatsHandler).await {
+        Ok(_) => panic!("a bind-only worker started with nothing applied"),
+        Err(err) => format!("{err:#}"),
+    };
+    assert!(err.contains("lightbox infra apply"), "{err}");
+    let admin = async_nats::connect(nats.url()).await.unwrap();
+    let js = jetstream::new(admin);
+    assert!(
+        js.get_stream(JOBS_STREAM).await.is_err(),
+        "a bind-only worker created JOBS"
+    );
+    // Once applied, the same worker starts.
+    infra::apply(&js, &Default::default()).await.unwrap();
+    let worker = Worker::start(config, StatsHandler).await.unwrap();
+    worker.shutdown().await.unwrap();
+}
