@@ -18,7 +18,7 @@ use sha2::{Digest, Sha256};
 use lightbox_runtime::client::Client;
 use lightbox_runtime::config::{NatsConfig, NatsContext};
 use lightbox_runtime::events::{JobEvent, JobState};
-use lightbox_runtime::job::{Envelope, Function, ENVELOPE_VERSION};
+use lightbox_runtime::job::{Envelope, Function, JobId, ENVELOPE_VERSION};
 use lightbox_runtime::requests::{ConvertRequest, ImageFormat, RenderRequest, Size};
 use lightbox_runtime::Queue;
 use lightbox_runtime::{ObjectKey, Store, StoreConfig};
