@@ -11,12 +11,15 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rayon::prelude::*;
 
 use crate::accel::{EmbreeAccel, Hit, Ray};
-use crate::bsdf::{sample_cosine, Bsdf};
+use crate::bsdf::{sample_cosine, Bsdf, Lobe};
 use crate::film::Film;
-use crate::math::{mat3_mul, Aabb, Vec3};
+use crate::math::{Aabb, Vec3};
 use crate::sampler::{mix64, Sampler};
 use crate::scene::{AlphaMode, Scene};
 use crate::studio::StudioRig;
+
+mod shading;
+use shading::Shader;
 
 /// Callbacks between sample passes: progress reporting and cooperative cancellation.
 pub trait RenderHooks: Sync {
@@ -71,18 +74,6 @@ struct SampleResult {
     normal: Vec3,
 }
 
-/// Shading data at a hit point.
-struct Surface {
-    p: Vec3,
-    /// Geometric normal facing the incoming ray.
-    ng: Vec3,
-    /// Shading normal on the same side as `ng`.
-    ns: Vec3,
-    base_color: Vec3,
-    alpha: f32,
-    material: u32,
-}
-
 /// Path tracer bound to one scene, its acceleration structure and a resolved studio.
 pub struct Integrator<'a> {
     scene: &'a Scene,
@@ -95,6 +86,10 @@ pub struct Integrator<'a> {
     eps: f32,
     /// World bounds, slightly enlarged, for skipping shadow rays that cannot hit anything.
     bounds: Aabb,
+    shader: Shader<'a>,
+    /// Absorption coefficient per material (`KHR_materials_volume`), zero when the material
+    /// has no absorbing volume.
+    absorption: Vec<Vec3>,
 }
 
 fn power_heuristic(a: f32, b: f32) -> f32 {
@@ -131,6 +126,22 @@ impl<'a> Integrator<'a> {
             light_cdf,
             light_pick,
             eps: rig.scene_radius * 2e-5,
+            shader: Shader::new(scene),
+            absorption: scene
+                .materials
+                .iter()
+                .map(|m| match &m.volume {
+                    Some(v) if v.thickness > 0.0 && v.attenuation_distance.is_finite() => {
+                        // Beer-Lambert: white light keeps `attenuation_color` after travelling
+                        // `attenuation_distance`.
+                        Vec3::from_array(
+                            v.attenuation_color
+                                .map(|c| -c.clamp(1e-4, 1.0).ln() / v.attenuation_distance),
+                        )
+                    }
+                    _ => Vec3::ZERO,
+                })
+                .collect(),
             bounds: {
                 let b = scene.bounds();
                 let pad = Vec3::splat(rig.scene_radius * 1e-3);
@@ -185,7 +196,8 @@ impl<'a> Integrator<'a> {
                         let x = i % width;
                         let pixel = (y * width + x) as u64;
                         for s in done..pass_end {
-                            let mut sampler = Sampler::new(settings.seed, pixel, s);
+                            let mut sampler =
+                                Sampler::for_pixel(settings.seed, pixel, s, settings.samples);
                             let r =
                                 self.sample_pixel(x, y, settings, &mut sampler, &mut local_rays);
                             c[0] += r.radiance.x;
@@ -253,10 +265,15 @@ impl<'a> Integrator<'a> {
         let mut out = SampleResult::default();
         let mut beta = Vec3::ONE;
         let mut prev_bsdf_pdf = 0.0f32;
+        // The last bounce went through a surface: no light sampling could have found what it
+        // hits, so a light it hits counts fully.
+        let mut prev_transmitted = false;
+        // Absorption of the volume the path is inside (zero outside any).
+        let mut medium = Vec3::ZERO;
         let mut depth = 0u32;
         loop {
-            let hit = self.intersect(&mut ray, sampler, rays);
-            let t_hit = hit.as_ref().map_or(f32::INFINITY, |(h, _)| h.t);
+            let hit = self.intersect(&mut ray, depth == 0, sampler, rays);
+            let t_hit = hit.as_ref().map_or(f32::INFINITY, |h| h.t);
 
             if depth == 0 {
                 if let Some(ground_y) = self.rig.ground_y {
@@ -273,40 +290,50 @@ impl<'a> Integrator<'a> {
                     let light = &self.rig.lights[li];
                     let cos_l = -ray.dir.dot(light.normal);
                     let pdf_light = self.light_pick[li] * t * t / (cos_l * light.area);
-                    let w = power_heuristic(prev_bsdf_pdf, pdf_light);
+                    let w = if prev_transmitted {
+                        1.0
+                    } else {
+                        power_heuristic(prev_bsdf_pdf, pdf_light)
+                    };
                     out.radiance += beta.mul_elem(light.radiance) * w;
                     break;
                 }
             }
 
-            let Some((_, surface)) = hit else {
+            let Some(hit) = hit else {
                 if depth > 0 {
                     out.radiance += beta.mul_elem(self.rig.environment.radiance(ray.dir));
                 }
                 break;
             };
-
-            let material = &self.scene.materials[surface.material as usize];
-            let bsdf = Bsdf::new(
-                surface.base_color,
-                material.metallic,
-                material.roughness,
-                material.specular,
-            );
-            if depth == 0 {
-                out.alpha = 1.0;
-                out.albedo = bsdf.albedo();
-                out.normal = surface.ns;
+            if medium != Vec3::ZERO {
+                beta = beta.mul_elem(Vec3::new(
+                    (-medium.x * hit.t).exp(),
+                    (-medium.y * hit.t).exp(),
+                    (-medium.z * hit.t).exp(),
+                ));
             }
-            out.radiance += beta.mul_elem(Vec3::from_array(material.emissive));
-            if depth >= max_bounces {
-                break;
-            }
+            let surface = self.shader.surface(&ray, &hit);
 
             let (tangent, bitangent) = surface.ns.orthonormal_basis();
             let to_local = |v: Vec3| Vec3::new(v.dot(tangent), v.dot(bitangent), v.dot(surface.ns));
             let wo_world = -ray.dir;
             let wo = to_local(wo_world);
+            let mut inputs = surface.inputs;
+            if let Some(n) = surface.coat_normal {
+                inputs.clearcoat_normal = to_local(n);
+            }
+            let bsdf = Bsdf::prepare(&inputs, wo);
+            if depth == 0 {
+                out.alpha = 1.0;
+                out.albedo = bsdf.albedo();
+                out.normal = surface.ns;
+            }
+            out.radiance += beta.mul_elem(surface.emission);
+            if depth >= max_bounces {
+                break;
+            }
+
             let origin = surface.p + surface.ng * self.eps;
 
             // Next-event estimation: one light, chosen by power, one point on it.
@@ -320,7 +347,7 @@ impl<'a> Integrator<'a> {
                 let wi_world = to_light / dist;
                 let cos_l = -wi_world.dot(light.normal);
                 if cos_l > 0.0 && wi_world.dot(surface.ng) > 0.0 {
-                    let (f, pdf_bsdf) = bsdf.eval(wo, to_local(wi_world));
+                    let (f, pdf_bsdf) = bsdf.eval(to_local(wi_world));
                     if f.max_component() > 0.0 {
                         let pdf_light = self.light_pick[li] * dist2 / (cos_l * light.area);
                         let shadow = Ray {
@@ -340,15 +367,35 @@ impl<'a> Integrator<'a> {
             }
 
             let (ul, u1, u2) = (sampler.next_f32(), sampler.next_f32(), sampler.next_f32());
-            let Some(s) = bsdf.sample(wo, ul, u1, u2) else {
+            let Some(s) = bsdf.sample(ul, u1, u2) else {
                 break;
             };
             let wi_world = tangent * s.wi.x + bitangent * s.wi.y + surface.ns * s.wi.z;
-            if wi_world.dot(surface.ng) <= 0.0 {
+            let transmitted = s.lobe == Lobe::Transmission;
+            // Reflections must leave above the geometric surface, transmissions below it.
+            if (wi_world.dot(surface.ng) <= 0.0) != transmitted {
                 break;
             }
             beta = beta.mul_elem(s.weight);
+            if s.lobe == Lobe::Diffuse {
+                // Baked ambient occlusion darkens indirect diffuse light only: the path tracer
+                // finds direct shadows itself.
+                beta *= surface.occlusion;
+            }
             prev_bsdf_pdf = s.pdf;
+            prev_transmitted = transmitted;
+            let origin = if transmitted {
+                if !surface.inputs.thin_walled {
+                    medium = if surface.front_face {
+                        self.absorption[surface.material as usize]
+                    } else {
+                        Vec3::ZERO
+                    };
+                }
+                surface.p - surface.ng * self.eps
+            } else {
+                origin
+            };
             depth += 1;
             if depth >= RR_START {
                 let survive = beta.max_component().min(0.95);
@@ -441,36 +488,47 @@ impl<'a> Integrator<'a> {
         best
     }
 
-    /// Closest visible surface, skipping alpha-masked or stochastically transparent hits.
+    /// Closest visible surface, skipping alpha-masked or stochastically transparent hits. The
+    /// first blended surface a camera ray meets is tested with a value stratified over the
+    /// pixel's samples, so thumbnails at few samples show smooth coverage instead of grain.
     fn intersect(
         &self,
         ray: &mut Ray,
+        camera_ray: bool,
         sampler: &mut Sampler,
         rays: &mut u64,
-    ) -> Option<(Hit, Surface)> {
+    ) -> Option<Hit> {
         if !self
             .bounds
             .hit_by(ray.origin, ray.dir, ray.t_min, ray.t_max)
         {
             return None;
         }
+        let mut stratified = camera_ray;
         for _ in 0..MAX_ALPHA_SKIPS {
             *rays += 1;
             let hit = self.accel.intersect(ray)?;
-            let surface = self.surface(ray, &hit);
-            if self.all_opaque || self.passes_alpha(&surface, sampler) {
-                return Some((hit, surface));
+            if self.all_opaque || self.passes_alpha(&hit, &mut stratified, sampler) {
+                return Some(hit);
             }
             ray.t_min = hit.t + self.eps;
         }
         None
     }
 
-    fn passes_alpha(&self, surface: &Surface, sampler: &mut Sampler) -> bool {
-        match self.scene.materials[surface.material as usize].alpha_mode {
+    fn passes_alpha(&self, hit: &Hit, stratified: &mut bool, sampler: &mut Sampler) -> bool {
+        let material = self.shader.material_of(hit);
+        match self.scene.materials[material as usize].alpha_mode {
             AlphaMode::Opaque => true,
-            AlphaMode::Mask { cutoff } => surface.alpha >= cutoff,
-            AlphaMode::Blend => sampler.next_f32() < surface.alpha,
+            AlphaMode::Mask { cutoff } => self.shader.alpha(hit) >= cutoff,
+            AlphaMode::Blend => {
+                let u = if std::mem::take(stratified) {
+                    sampler.stratified(0)
+                } else {
+                    sampler.next_f32()
+                };
+                u < self.shader.alpha(hit)
+            }
         }
     }
 
@@ -488,63 +546,7 @@ impl<'a> Integrator<'a> {
             return self.accel.occluded(ray);
         }
         let mut r = *ray;
-        self.intersect(&mut r, sampler, rays).is_some()
-    }
-
-    fn surface(&self, ray: &Ray, hit: &Hit) -> Surface {
-        let inst = &self.scene.instances[hit.instance as usize];
-        let mesh = &self.scene.meshes[inst.mesh];
-        let tri = mesh.triangles[hit.triangle as usize];
-        let (u, v) = (hit.u, hit.v);
-        let w = 1.0 - u - v;
-        let [a, b, c] = tri.map(|i| Vec3::from_array(mesh.positions[i as usize]));
-        let p = inst.transform.transform_point(a * w + b * u + c * v);
-        let mut ng = mat3_mul(&inst.normal_matrix, (b - a).cross(c - a)).normalized();
-        let mut ns = match &mesh.normals {
-            Some(normals) => {
-                let [na, nb, nc] = tri.map(|i| Vec3::from_array(normals[i as usize]));
-                let n = mat3_mul(&inst.normal_matrix, na * w + nb * u + nc * v).normalized();
-                if n == Vec3::ZERO {
-                    ng
-                } else {
-                    n
-                }
-            }
-            None => ng,
-        };
-        if ng.dot(ray.dir) > 0.0 {
-            ng = -ng;
-        }
-        if ns.dot(ng) < 0.0 {
-            ns = -ns;
-        }
-        let material_idx = mesh.triangle_materials[hit.triangle as usize];
-        let material = &self.scene.materials[material_idx as usize];
-        let mut base = Vec3::new(
-            material.base_color[0],
-            material.base_color[1],
-            material.base_color[2],
-        );
-        let mut alpha = material.base_color[3];
-        if let (Some(tex), Some(uvs)) = (&material.base_color_texture, &mesh.uvs) {
-            let tex_idx = tex.texture;
-            let [ta, tb, tc] = tri.map(|i| uvs[i as usize]);
-            let uv = [
-                ta[0] * w + tb[0] * u + tc[0] * v,
-                ta[1] * w + tb[1] * u + tc[1] * v,
-            ];
-            let texel = self.scene.textures[tex_idx].sample(uv);
-            base = base.mul_elem(Vec3::new(texel[0], texel[1], texel[2]));
-            alpha *= texel[3];
-        }
-        Surface {
-            p,
-            ng,
-            ns,
-            base_color: base,
-            alpha,
-            material: material_idx,
-        }
+        self.intersect(&mut r, false, sampler, rays).is_some()
     }
 }
 

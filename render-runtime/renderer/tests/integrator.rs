@@ -1,10 +1,10 @@
 //! Analytic checks of the integrator: furnace scenes whose exact answer is known.
 
+use lightbox_testmodels as testmodels;
 use render_runtime::scene::Material;
 use render_runtime::spec::RenderSpec;
 use render_runtime::studio::{Background, Environment, Studio};
 use render_runtime::{NoHooks, PreparedScene};
-use lightbox_testmodels as testmodels;
 
 /// A studio with nothing but a uniform environment of radiance 1.
 fn furnace_studio() -> Studio {
@@ -86,5 +86,156 @@ fn furnace_coated_diffuse_stays_bounded() {
     assert!(
         (0.85..=1.02).contains(&mean),
         "white coated diffuse radiance {mean}"
+    );
+}
+
+#[test]
+fn furnace_rough_white_metal_keeps_its_energy_with_compensation() {
+    // Single-scattering GGX at roughness 1 returns only about 1 - ln 2 of the light at normal
+    // incidence; the multiple-scattering compensation brings a white metal back to 1.
+    for roughness in [0.5f32, 0.8, 1.0] {
+        let metal = Material {
+            base_color: [1.0; 4],
+            metallic: 1.0,
+            roughness,
+            ..Material::default()
+        };
+        let mean = furnace_mean(metal, 64)[1];
+        assert!(
+            (0.97..=1.01).contains(&mean),
+            "roughness {roughness}: white metal radiance {mean}, expected 1"
+        );
+    }
+}
+
+#[test]
+fn furnace_layers_never_gain_energy() {
+    use render_runtime::scene::{Clearcoat, Sheen, Transmission, Volume};
+    let white = Material {
+        base_color: [1.0; 4],
+        metallic: 0.0,
+        roughness: 0.5,
+        ..Material::default()
+    };
+    let cases = [
+        (
+            "clearcoat over white",
+            Material {
+                clearcoat: Some(Clearcoat {
+                    factor: 1.0,
+                    roughness: 0.2,
+                    ..Clearcoat::default()
+                }),
+                ..white.clone()
+            },
+            0.95,
+        ),
+        (
+            "sheen over white",
+            Material {
+                sheen: Some(Sheen {
+                    color: [1.0; 3],
+                    roughness: 0.5,
+                    ..Sheen::default()
+                }),
+                ..white.clone()
+            },
+            0.9,
+        ),
+        (
+            "coloured specular",
+            Material {
+                specular_color: [3.0, 3.0, 3.0],
+                ior: 1.8,
+                ..white.clone()
+            },
+            0.95,
+        ),
+        (
+            "thin clear glass",
+            Material {
+                roughness: 0.0,
+                transmission: Some(Transmission {
+                    factor: 1.0,
+                    texture: None,
+                }),
+                ..white.clone()
+            },
+            0.97,
+        ),
+        (
+            "solid clear glass",
+            Material {
+                roughness: 0.0,
+                transmission: Some(Transmission {
+                    factor: 1.0,
+                    texture: None,
+                }),
+                volume: Some(Volume {
+                    thickness: 2.0,
+                    ..Volume::default()
+                }),
+                ..white.clone()
+            },
+            0.95,
+        ),
+        (
+            "frosted solid glass",
+            Material {
+                roughness: 0.4,
+                transmission: Some(Transmission {
+                    factor: 1.0,
+                    texture: None,
+                }),
+                volume: Some(Volume {
+                    thickness: 2.0,
+                    ..Volume::default()
+                }),
+                ..white.clone()
+            },
+            0.8,
+        ),
+    ];
+    for (name, material, floor) in cases {
+        let mean = furnace_mean(material, 64)[1];
+        assert!(
+            mean <= 1.01,
+            "{name}: radiance {mean} exceeds the environment"
+        );
+        assert!(mean >= floor, "{name}: radiance {mean} below {floor}");
+    }
+}
+
+#[test]
+fn furnace_absorbing_glass_darkens_by_beer_lambert() {
+    use render_runtime::scene::{Transmission, Volume};
+    // Through the centre of a unit sphere light travels 2 units; attenuation colour 0.5 at
+    // distance 2 halves it there, and the edges (shorter chords) keep more.
+    let glass = |attenuation: [f32; 3]| Material {
+        base_color: [1.0; 4],
+        metallic: 0.0,
+        roughness: 0.0,
+        transmission: Some(Transmission {
+            factor: 1.0,
+            texture: None,
+        }),
+        volume: Some(Volume {
+            thickness: 2.0,
+            attenuation_color: attenuation,
+            attenuation_distance: 2.0,
+            ..Volume::default()
+        }),
+        ..Material::default()
+    };
+    let clear = furnace_mean(glass([1.0; 3]), 32);
+    let tinted = furnace_mean(glass([0.5, 1.0, 1.0]), 32);
+    assert!(
+        (tinted[1] - clear[1]).abs() < 0.03,
+        "green unchanged: {tinted:?} vs {clear:?}"
+    );
+    let ratio = tinted[0] / clear[0];
+    assert!(
+        (0.45..0.85).contains(&ratio),
+        "red keeps {ratio} of its light through the sphere"
     );
 }

@@ -9,8 +9,8 @@ use std::collections::HashMap;
 use gltf::accessor::{DataType, Dimensions};
 use gltf::mesh::Mode;
 
-use super::budget::{MemoryEstimate, OverBudget};
-use super::{AlphaMode, Material, Mesh, Scene, Texture};
+use super::budget::{MemoryEstimate, OverBudget, VertexExtras};
+use super::{Material, Mesh, Scene};
 use crate::math::{Affine, Vec3};
 
 /// The default memory budget of an import: 8 GiB.
@@ -86,6 +86,9 @@ pub enum ImportError {
     Node { node: String, reason: String },
     #[error("image {image}: {reason}")]
     Image { image: usize, reason: String },
+    /// The file lists an extension in `extensionsRequired` that the importer does not implement.
+    #[error("the model requires the glTF extension {extension}, which is not supported")]
+    UnsupportedExtension { extension: String },
     /// A file or data URI the model refers to could not be had (`referrer` is "buffer 0",
     /// "image 2", ...; the source names the file).
     #[error("{referrer}")]
@@ -141,9 +144,7 @@ pub fn import_gltf_with_resources(
         || -> Result<_, ImportError> {
             // External files, data URIs and compressed views become plain embedded buffers.
             let lowered = super::gltf_decode::lower(bytes, resources, limits)?;
-            let document = gltf::Gltf::from_slice(&lowered.json)
-                .map_err(|source| ImportError::Parse { source })?
-                .document;
+            let document = super::gltf_material::parse_document(&lowered.json)?;
             Ok((document, lowered.buffers))
         },
     ));
@@ -175,19 +176,27 @@ pub fn import_gltf_with_resources(
 
     // First pass, over the JSON only: where every mesh is placed, and what the scene will cost.
     let placements = collect_placements(&document, limits)?;
-    let used_textures = used_textures(&document);
-    check_declared_size(&document, &buffers, &placements, &used_textures, limits)?;
+    let materials = super::gltf_material::convert_materials(&document)?;
+    let texture_uses = super::gltf_material::texture_uses(&document, &materials);
+    check_declared_size(
+        &document,
+        &buffers,
+        &placements,
+        &materials,
+        &texture_uses,
+        limits,
+    )?;
 
     let mut scene = Scene::default();
-    let textures = import_textures(&document, &buffers, &used_textures, limits)?;
-    let texture_map = textures.map;
-    scene.textures = textures.list;
-
-    for material in document.materials() {
-        scene
-            .materials
-            .push(convert_material(&material, &texture_map));
-    }
+    let imported = super::gltf_material::decode_textures(
+        &document,
+        &buffers,
+        materials,
+        &texture_uses,
+        limits,
+    )?;
+    scene.textures = imported.textures;
+    scene.materials = imported.materials;
     let default_material = scene.materials.len() as u32;
     scene.materials.push(Material {
         name: Some("default".into()),
@@ -217,7 +226,8 @@ pub fn import_gltf_with_resources(
                     limits,
                 )?;
                 let idx = match converted {
-                    Some(mesh) => {
+                    Some(mut mesh) => {
+                        add_tangents(&mut mesh, &scene.materials);
                         unique_triangles += mesh.triangles.len();
                         if unique_triangles > limits.max_unique_triangles {
                             return Err(ImportError::TooLarge {
@@ -366,13 +376,71 @@ fn declared_counts(mesh: &gltf::Mesh) -> (u64, u64) {
     (vertices, triangles)
 }
 
+/// Per-vertex data beyond position, normal and UV 0 that a mesh will store: a second UV set
+/// when a primitive has TEXCOORD_1, tangents when a primitive has TANGENT or a normal map.
+fn declared_extras(mesh: &gltf::Mesh, materials: &[Material]) -> VertexExtras {
+    let mut extras = VertexExtras::default();
+    for prim in mesh.primitives() {
+        extras.second_uv_set |= prim.get(&gltf::Semantic::TexCoords(1)).is_some();
+        extras.tangents |= prim.get(&gltf::Semantic::Tangents).is_some()
+            || prim
+                .material()
+                .index()
+                .and_then(|i| materials.get(i))
+                .is_some_and(needs_tangents);
+    }
+    extras
+}
+
+/// A file tangent with unit xyz and a handedness of exactly ±1; a broken one becomes zero,
+/// which the renderer treats as "no tangent" (it then builds a frame from the normal alone).
+fn sanitize_tangent(t: [f32; 4]) -> [f32; 4] {
+    let v = Vec3::new(t[0], t[1], t[2]);
+    let n = v.normalized();
+    if !n.is_finite() || n == Vec3::ZERO {
+        return [0.0; 4];
+    }
+    [n.x, n.y, n.z, if t[3] < 0.0 { -1.0 } else { 1.0 }]
+}
+
+/// Generates tangents for a mesh without them when one of its materials has a normal map,
+/// from that normal map's UV set (see [`crate::tangents`]).
+fn add_tangents(mesh: &mut Mesh, materials: &[Material]) {
+    if mesh.tangents.is_some() {
+        return;
+    }
+    let mut used: Vec<u32> = mesh.triangle_materials.clone();
+    used.sort_unstable();
+    used.dedup();
+    let uv_set = used.iter().find_map(|&m| {
+        let material = materials.get(m as usize)?;
+        material
+            .normal_texture
+            .or_else(|| material.clearcoat.and_then(|c| c.normal_texture))
+            .map(|t| t.uv_set)
+    });
+    if let Some(set) = uv_set {
+        mesh.generate_tangents(set);
+    }
+}
+
+/// Whether a material samples a normal map (and so its meshes need tangents).
+fn needs_tangents(material: &Material) -> bool {
+    material.normal_texture.is_some()
+        || material
+            .clearcoat
+            .as_ref()
+            .is_some_and(|c| c.normal_texture.is_some())
+}
+
 /// Checks the scene the file declares against the triangle, texture and memory limits before
 /// any mesh or texture is decoded: counts come from accessors, texture sizes from image headers.
 fn check_declared_size(
     document: &gltf::Document,
     buffers: &[gltf::buffer::Data],
     placements: &[Placement],
-    used_textures: &[gltf::Texture],
+    materials: &[Material],
+    texture_uses: &[super::gltf_material::ImageUse],
     limits: &ImportLimits,
 ) -> Result<(), ImportError> {
     let meshes: Vec<gltf::Mesh> = document.meshes().collect();
@@ -383,6 +451,7 @@ fn check_declared_size(
         let (vertices, triangles) = *counts.entry(placement.mesh).or_insert_with(|| {
             let c = declared_counts(&meshes[placement.mesh]);
             estimate.add_mesh(c.0, c.1);
+            estimate.add_vertex_extras(c.0, declared_extras(&meshes[placement.mesh], materials));
             c
         });
         if vertices > limits.max_vertices_per_accessor as u64 * 16 {
@@ -410,14 +479,12 @@ fn check_declared_size(
             limit: limits.max_unique_triangles as u64,
         });
     }
-    let mut seen_images = Vec::new();
-    for texture in used_textures {
-        let image = texture.source();
-        if seen_images.contains(&image.index()) {
-            continue;
-        }
-        seen_images.push(image.index());
-        let (width, height) = image_dimensions(document, &image, buffers)?;
+    // Each (image, use) pair becomes its own texture: an image used both as colour and as
+    // data is decoded twice.
+    let images: Vec<gltf::Image> = document.images().collect();
+    for image_use in texture_uses {
+        let image = &images[image_use.image];
+        let (width, height) = image_dimensions(document, image, buffers)?;
         let pixels = width as u64 * height as u64;
         if pixels > limits.max_texture_pixels {
             return Err(ImportError::TooLarge {
@@ -435,7 +502,7 @@ fn check_declared_size(
 /// The encoded bytes of an embedded image (a buffer view; external files are not read). Reads
 /// the JSON itself: the gltf crate's `Image::source` panics on an image with neither a buffer
 /// view nor a URI, or a view without a MIME type (found by `cargo fuzz`).
-fn image_bytes<'b>(
+pub(crate) fn image_bytes<'b>(
     document: &gltf::Document,
     image: &gltf::Image,
     buffers: &'b [gltf::buffer::Data],
@@ -470,7 +537,7 @@ fn image_bytes<'b>(
     }
 }
 
-fn image_reader(bytes: &[u8]) -> Option<image::ImageReader<std::io::Cursor<&[u8]>>> {
+pub(crate) fn image_reader(bytes: &[u8]) -> Option<image::ImageReader<std::io::Cursor<&[u8]>>> {
     image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
         .ok()
@@ -497,169 +564,6 @@ fn image_dimensions(
     reader
         .into_dimensions()
         .map_err(|e| error(format!("unreadable header: {e}")))
-}
-
-/// The base-colour textures materials use (the only texture slot the renderer reads).
-fn used_textures<'a>(document: &'a gltf::Document) -> Vec<gltf::Texture<'a>> {
-    document
-        .materials()
-        .filter_map(|m| {
-            m.pbr_metallic_roughness()
-                .base_color_texture()
-                .map(|t| t.texture())
-        })
-        .collect()
-}
-
-struct ImportedTextures {
-    list: Vec<Texture>,
-    /// glTF texture index -> our texture index.
-    map: HashMap<usize, usize>,
-}
-
-fn import_textures(
-    document: &gltf::Document,
-    buffers: &[gltf::buffer::Data],
-    used: &[gltf::Texture],
-    limits: &ImportLimits,
-) -> Result<ImportedTextures, ImportError> {
-    let mut out = ImportedTextures {
-        list: Vec::new(),
-        map: HashMap::new(),
-    };
-    let images: Vec<gltf::Image> = document.images().collect();
-    let mut image_to_texture: HashMap<usize, usize> = HashMap::new();
-    for texture in used {
-        let image = &images[texture.source().index()];
-        if let Some(&t) = image_to_texture.get(&image.index()) {
-            out.map.insert(texture.index(), t);
-            continue;
-        }
-        let error = |reason: String| ImportError::Image {
-            image: image.index(),
-            reason,
-        };
-        let bytes = image_bytes(document, image, buffers)?;
-        let mut reader =
-            image_reader(bytes).ok_or_else(|| error("is not a PNG, JPEG or WebP".into()))?;
-        // The header was checked against the limits already; these guard the decoder itself.
-        let mut decode_limits = image::Limits::default();
-        decode_limits.max_alloc = Some(limits.max_texture_pixels.saturating_mul(8));
-        reader.limits(decode_limits);
-        let decoded = reader
-            .decode()
-            .map_err(|e| error(format!("cannot decode: {e}")))?;
-        let (width, height) = (decoded.width(), decoded.height());
-        out.list.push(Texture {
-            width,
-            height,
-            texels: decode_texels(&decoded),
-            color_space: super::ColorSpace::Srgb,
-        });
-        image_to_texture.insert(image.index(), out.list.len() - 1);
-        out.map.insert(texture.index(), out.list.len() - 1);
-    }
-    Ok(out)
-}
-
-fn srgb_to_linear(c: f32) -> f32 {
-    if c <= 0.04045 {
-        c / 12.92
-    } else {
-        ((c + 0.055) / 1.055).powf(2.4)
-    }
-}
-
-/// Converts decoded image pixels (sRGB encoded colour, linear alpha) to linear RGBA floats.
-/// Grey images become grey RGB; images without alpha are opaque.
-fn decode_texels(image: &image::DynamicImage) -> Vec<[f32; 4]> {
-    let sixteen_bit = matches!(
-        image.color(),
-        image::ColorType::L16
-            | image::ColorType::La16
-            | image::ColorType::Rgb16
-            | image::ColorType::Rgba16
-    );
-    if sixteen_bit {
-        return image
-            .to_rgba16()
-            .pixels()
-            .map(|p| {
-                let c = |i: usize| p.0[i] as f32 / 65535.0;
-                [
-                    srgb_to_linear(c(0)),
-                    srgb_to_linear(c(1)),
-                    srgb_to_linear(c(2)),
-                    c(3),
-                ]
-            })
-            .collect();
-    }
-    let lut: Vec<f32> = (0..256).map(|i| srgb_to_linear(i as f32 / 255.0)).collect();
-    image
-        .to_rgba8()
-        .pixels()
-        .map(|p| {
-            [
-                lut[p.0[0] as usize],
-                lut[p.0[1] as usize],
-                lut[p.0[2] as usize],
-                p.0[3] as f32 / 255.0,
-            ]
-        })
-        .collect()
-}
-
-fn convert_material(material: &gltf::Material, texture_map: &HashMap<usize, usize>) -> Material {
-    let pbr = material.pbr_metallic_roughness();
-    let strength = material.emissive_strength().unwrap_or(1.0);
-    let e = material.emissive_factor();
-    let alpha_mode = match material.alpha_mode() {
-        gltf::material::AlphaMode::Opaque => AlphaMode::Opaque,
-        gltf::material::AlphaMode::Mask => AlphaMode::Mask {
-            cutoff: material.alpha_cutoff().unwrap_or(0.5),
-        },
-        gltf::material::AlphaMode::Blend => AlphaMode::Blend,
-    };
-    let clamp01 = |v: f32| {
-        if v.is_finite() {
-            v.clamp(0.0, 1.0)
-        } else {
-            0.0
-        }
-    };
-    let bc = pbr.base_color_factor();
-    Material {
-        name: material.name().map(str::to_owned),
-        base_color: [
-            clamp01(bc[0]),
-            clamp01(bc[1]),
-            clamp01(bc[2]),
-            clamp01(bc[3]),
-        ],
-        base_color_texture: pbr.base_color_texture().and_then(|t| {
-            // Only UV set 0 is imported; other sets fall back to the factor alone.
-            if t.tex_coord() == 0 {
-                texture_map
-                    .get(&t.texture().index())
-                    .map(|&i| super::TextureRef::new(i))
-            } else {
-                None
-            }
-        }),
-        metallic: clamp01(pbr.metallic_factor()),
-        roughness: clamp01(pbr.roughness_factor()),
-        emissive: [e[0] * strength, e[1] * strength, e[2] * strength].map(|v| {
-            if v.is_finite() {
-                v.max(0.0)
-            } else {
-                0.0
-            }
-        }),
-        alpha_mode,
-        specular: 1.0,
-        ..Material::default()
-    }
 }
 
 /// Where in the file an accessor is being read, for error messages.
@@ -896,6 +800,12 @@ fn convert_mesh(
     let mut uvs: Vec<[f32; 2]> = Vec::new();
     let mut any_normals = false;
     let mut any_uvs = false;
+    // The second UV set is filled like the first; tangents are kept only when every primitive
+    // has them (exporters write them for all or none), else they are generated later.
+    let mut uvs1: Vec<[f32; 2]> = Vec::new();
+    let mut any_uvs1 = false;
+    let mut tangents: Vec<[f32; 4]> = Vec::new();
+    let mut all_tangents = true;
     // A mesh whose primitives all lack normals is shaded flat (glTF's rule). When only some
     // primitives have normals, the others get area-weighted smooth normals so the arrays stay
     // aligned with the positions.
@@ -939,6 +849,31 @@ fn convert_mesh(
                         a.index(),
                         "TEXCOORD_0 count differs from POSITION count",
                     ));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        let prim_uvs1 = match prim.get(&gltf::Semantic::TexCoords(1)) {
+            Some(a) => {
+                let t = read_uv(&a, buffers, &site, limits)?;
+                if t.len() != positions.len() {
+                    return Err(site.accessor_error(
+                        a.index(),
+                        "TEXCOORD_1 count differs from POSITION count",
+                    ));
+                }
+                Some(t)
+            }
+            None => None,
+        };
+        let prim_tangents = match prim.get(&gltf::Semantic::Tangents) {
+            Some(a) => {
+                let t = read_attribute::<4>(&a, buffers, &site, limits, "TANGENT")?;
+                if t.len() != positions.len() {
+                    return Err(
+                        site.accessor_error(a.index(), "TANGENT count differs from POSITION count")
+                    );
                 }
                 Some(t)
             }
@@ -1034,6 +969,24 @@ fn convert_mesh(
                 }
             }
         }
+        match prim_uvs1 {
+            Some(t) => {
+                if !any_uvs1 {
+                    uvs1 = vec![[0.0, 0.0]; mesh.positions.len()];
+                    any_uvs1 = true;
+                }
+                uvs1.extend(t);
+            }
+            None => {
+                if any_uvs1 {
+                    uvs1.extend(std::iter::repeat_n([0.0, 0.0], positions.len()));
+                }
+            }
+        }
+        match prim_tangents {
+            Some(t) if all_tangents => tangents.extend(t.into_iter().map(sanitize_tangent)),
+            _ => all_tangents = false,
+        }
         mesh.positions.extend(positions);
         mesh.triangles
             .extend(local_tris.iter().map(|t| t.map(|i| i + base as u32)));
@@ -1045,6 +998,8 @@ fn convert_mesh(
     }
     mesh.normals = any_normals.then_some(normals);
     mesh.uvs = any_uvs.then_some(uvs);
+    mesh.uvs1 = any_uvs1.then_some(uvs1);
+    mesh.tangents = (all_tangents && tangents.len() == mesh.positions.len()).then_some(tangents);
     mesh.update_bounds();
     Ok(Some(mesh))
 }

@@ -13,6 +13,7 @@ mod draco;
 pub mod export;
 pub mod gltf;
 pub mod gltf_decode;
+pub mod gltf_material;
 pub mod material;
 pub mod math;
 mod meshopt_decode;

@@ -360,6 +360,26 @@ impl Material {
         }
     }
 
+    /// The emitted radiance averaged over the emissive texture (the factor alone without
+    /// one): the single colour a writer that carries no textures writes, so that a model
+    /// whose emissive factor is 1 and whose emissive map is mostly black does not glow white.
+    pub fn emissive_mean(&self, textures: &[crate::Texture]) -> [f32; 3] {
+        let Some(t) = &self.emissive_texture else {
+            return self.emissive;
+        };
+        let Some(texture) = textures.get(t.texture).filter(|t| !t.texels.is_empty()) else {
+            return self.emissive;
+        };
+        let mut sum = [0.0f64; 3];
+        for texel in &texture.texels {
+            for (c, s) in sum.iter_mut().enumerate() {
+                *s += (texel[c] * t.scale[c] + t.bias[c]).max(0.0) as f64;
+            }
+        }
+        let n = texture.texels.len() as f64;
+        std::array::from_fn(|c| self.emissive[c] * (sum[c] / n) as f32)
+    }
+
     /// A material is opaque when no ray may pass through it by alpha. (Transmission is
     /// scattering, not coverage: a glass material is opaque in this sense.)
     pub fn is_opaque(&self) -> bool {
@@ -401,32 +421,34 @@ impl Material {
             .collect()
     }
 
-    /// Mutable access to every texture reference (for importers that renumber textures).
-    pub fn texture_refs_mut(&mut self) -> Vec<&mut TextureRef> {
-        let mut out: Vec<&mut TextureRef> = Vec::new();
-        out.extend(self.base_color_texture.as_mut());
-        out.extend(self.opacity_texture.as_mut());
-        out.extend(self.metallic_texture.as_mut());
-        out.extend(self.roughness_texture.as_mut());
-        out.extend(self.normal_texture.as_mut());
-        out.extend(self.occlusion_texture.as_mut());
-        out.extend(self.emissive_texture.as_mut());
-        out.extend(self.specular_texture.as_mut());
-        out.extend(self.specular_color_texture.as_mut());
+    /// Mutable access to every texture reference with its use (for importers that renumber
+    /// textures).
+    pub fn texture_refs_mut(&mut self) -> Vec<(&mut TextureRef, TextureUse)> {
+        use TextureUse::{Color, Data};
+        let mut out: Vec<(&mut TextureRef, TextureUse)> = Vec::new();
+        out.extend(self.base_color_texture.as_mut().map(|t| (t, Color)));
+        out.extend(self.opacity_texture.as_mut().map(|t| (t, Data)));
+        out.extend(self.metallic_texture.as_mut().map(|t| (t, Data)));
+        out.extend(self.roughness_texture.as_mut().map(|t| (t, Data)));
+        out.extend(self.normal_texture.as_mut().map(|t| (t, Data)));
+        out.extend(self.occlusion_texture.as_mut().map(|t| (t, Data)));
+        out.extend(self.emissive_texture.as_mut().map(|t| (t, Color)));
+        out.extend(self.specular_texture.as_mut().map(|t| (t, Data)));
+        out.extend(self.specular_color_texture.as_mut().map(|t| (t, Color)));
         if let Some(t) = &mut self.transmission {
-            out.extend(t.texture.as_mut());
+            out.extend(t.texture.as_mut().map(|t| (t, Data)));
         }
         if let Some(v) = &mut self.volume {
-            out.extend(v.thickness_texture.as_mut());
+            out.extend(v.thickness_texture.as_mut().map(|t| (t, Data)));
         }
         if let Some(c) = &mut self.clearcoat {
-            out.extend(c.texture.as_mut());
-            out.extend(c.roughness_texture.as_mut());
-            out.extend(c.normal_texture.as_mut());
+            out.extend(c.texture.as_mut().map(|t| (t, Data)));
+            out.extend(c.roughness_texture.as_mut().map(|t| (t, Data)));
+            out.extend(c.normal_texture.as_mut().map(|t| (t, Data)));
         }
         if let Some(s) = &mut self.sheen {
-            out.extend(s.color_texture.as_mut());
-            out.extend(s.roughness_texture.as_mut());
+            out.extend(s.color_texture.as_mut().map(|t| (t, Color)));
+            out.extend(s.roughness_texture.as_mut().map(|t| (t, Data)));
         }
         out
     }
@@ -437,4 +459,57 @@ impl Material {
 pub enum TextureUse {
     Color,
     Data,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{ColorSpace, Texture};
+
+    #[test]
+    fn emissive_mean_averages_the_map_times_the_factor() {
+        let texture = Texture {
+            width: 4,
+            height: 1,
+            texels: vec![[0.0; 4], [0.0; 4], [0.0; 4], [1.0, 0.5, 0.0, 1.0]],
+            color_space: ColorSpace::Srgb,
+        };
+        let glowing = Material {
+            emissive: [2.0, 2.0, 2.0],
+            emissive_texture: Some(TextureRef::new(0)),
+            ..Material::default()
+        };
+        assert_eq!(glowing.emissive_mean(&[texture]), [0.5, 0.25, 0.0]);
+        let plain = Material {
+            emissive: [0.3, 0.2, 0.1],
+            ..Material::default()
+        };
+        assert_eq!(plain.emissive_mean(&[]), [0.3, 0.2, 0.1]);
+    }
+
+    #[test]
+    fn uv_transforms_follow_gltf_and_usd() {
+        // glTF: offset, then rotation, then scale applied to the point (T * R * S).
+        let t = UvTransform::from_offset_rotation_scale([0.5, 0.0], 0.0, [2.0, 1.0]);
+        assert_eq!(t.apply([0.25, 0.5]), [1.0, 0.5]);
+        let r = UvTransform::from_offset_rotation_scale(
+            [0.0, 0.0],
+            std::f32::consts::FRAC_PI_2,
+            [1.0, 1.0],
+        );
+        let p = r.apply([1.0, 0.0]);
+        assert!((p[0]).abs() < 1e-6 && (p[1] + 1.0).abs() < 1e-6, "{p:?}");
+        // USD: a translation of +0.25 in t (up) moves our v (down) by -0.25.
+        let u = UvTransform::from_usd_transform2d([0.0, 0.25], 0.0, [1.0, 1.0]);
+        let p = u.apply([0.5, 0.5]);
+        assert!(
+            (p[0] - 0.5).abs() < 1e-6 && (p[1] - 0.25).abs() < 1e-6,
+            "{p:?}"
+        );
+        // USD scale 2 about the st origin (bottom-left): our v = 1 maps to 1, v = 0 to -1.
+        let s = UvTransform::from_usd_transform2d([0.0, 0.0], 0.0, [2.0, 2.0]);
+        assert!((s.apply([0.0, 1.0])[1] - 1.0).abs() < 1e-6);
+        assert!((s.apply([0.0, 0.0])[1] + 1.0).abs() < 1e-6);
+        assert!(UvTransform::from_usd_transform2d([0.0, 0.0], 0.0, [1.0, 1.0]).is_identity());
+    }
 }

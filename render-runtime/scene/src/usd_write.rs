@@ -34,7 +34,7 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
-use super::{AlphaMode, Material, Mesh, Scene};
+use super::{AlphaMode, Material, Mesh, Scene, Texture};
 use crate::math::{Affine, Vec3};
 
 /// How placements of shared meshes are written.
@@ -99,7 +99,7 @@ pub fn export_usda_with(scene: &Scene, options: &UsdWriteOptions) -> String {
         w.open("def Scope \"Looks\"", &[]);
         for (i, material) in scene.materials.iter().enumerate() {
             if used[i] {
-                write_material(&mut w, &names.materials[i], material);
+                write_material(&mut w, &names.materials[i], material, &scene.textures);
             }
         }
         w.close();
@@ -342,7 +342,7 @@ fn matrix4d(transform: &Affine) -> String {
     format!("( {} )", rows.join(", "))
 }
 
-fn write_material(w: &mut Writer, name: &str, material: &Material) {
+fn write_material(w: &mut Writer, name: &str, material: &Material, textures: &[Texture]) {
     w.open(&format!("def Material \"{name}\""), &[]);
     w.line(&format!(
         "token outputs:surface.connect = </Root/Looks/{name}/PreviewSurface.outputs:surface>"
@@ -356,7 +356,9 @@ fn write_material(w: &mut Writer, name: &str, material: &Material) {
     ));
     w.line(&format!(
         "color3f inputs:emissiveColor = {}",
-        tuple(&material.emissive)
+        // Without textures in the file, the map's mean stands in for it (the factor alone
+        // would make a mostly dark emissive map glow everywhere).
+        tuple(&material.emissive_mean(textures))
     ));
     w.line(&format!(
         "float inputs:metallic = {}",
@@ -679,6 +681,50 @@ fn crc32(data: &[u8]) -> u32 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn emissive_colour_is_the_material_emission_not_white() {
+        use crate::{ColorSpace, TextureRef};
+        let mut scene = Scene::default();
+        // Emissive factor 1 with a map that glows in a quarter of its texels (DamagedHelmet's
+        // case): the written colour is the map's mean, not (1, 1, 1).
+        scene.textures.push(Texture {
+            width: 2,
+            height: 2,
+            texels: vec![[0.0; 4], [0.0; 4], [0.0; 4], [0.8, 0.4, 0.0, 1.0]],
+            color_space: ColorSpace::Srgb,
+        });
+        scene.add_material(Material {
+            emissive: [1.0; 3],
+            emissive_texture: Some(TextureRef::new(0)),
+            ..Material::default()
+        });
+        scene.add_material(Material {
+            emissive: [0.5, 0.25, 0.0],
+            ..Material::default()
+        });
+        let cube = crate::Mesh {
+            positions: vec![[0.0; 3], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
+            triangles: vec![[0, 1, 2], [0, 2, 1]],
+            triangle_materials: vec![0, 1],
+            ..crate::Mesh::default()
+        };
+        let mesh = scene.add_mesh(cube);
+        scene.add_instance(mesh, Affine::IDENTITY, None);
+        let usda = export_usda(&scene);
+        // The mapped material either connects its map or, written without textures, the
+        // map's mean (0.2, 0.1, 0); never the bare factor.
+        assert!(
+            usda.contains("color3f inputs:emissiveColor.connect")
+                || usda.contains("color3f inputs:emissiveColor = (0.2, 0.1, 0)"),
+            "{usda}"
+        );
+        assert!(
+            usda.contains("color3f inputs:emissiveColor = (0.5, 0.25, 0)"),
+            "{usda}"
+        );
+        assert!(!usda.contains("emissiveColor = (1, 1, 1)"), "{usda}");
+    }
 
     #[test]
     fn crc32_matches_the_standard_check_value() {
