@@ -3,16 +3,16 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use lightbox_tests::{
-    function_binary, function_env, wait_consuming, worker_config, FunctionProcess,
-};
-use lightbox_testmodels::hostile;
-use serde_json::{json, Value};
 use lightbox_runtime::events::{JobEvent, JobState};
 use lightbox_runtime::job::{Envelope, Function};
 use lightbox_runtime::requests::{RenderOutputRequest, RenderRequest, TessellationParams};
 use lightbox_runtime::worker::{Handler, Job, Outcome, Worker};
 use lightbox_runtime::{JobError, ObjectKey};
+use lightbox_testmodels::hostile;
+use lightbox_tests::{
+    function_binary, function_env, wait_consuming, worker_config, FunctionProcess,
+};
+use serde_json::{json, Value};
 
 impl Stack {
     async fn render_worker(&self, queue: &str, extra: &[(&str, &str)]) -> FunctionProcess {
@@ -203,10 +203,7 @@ async fn a_step_model_with_a_cached_glb_renders_without_tessellating() {
     let model = stack.upload("models/part.step", &step).await;
     let cached = lightbox_runtime::cache::tessellation_key(&step, &TessellationParams::default());
     stack
-        .upload(
-            cached.as_str(),
-            &lightbox_testmodels::bearing_glb(0.05),
-        )
+        .upload(cached.as_str(), &lightbox_testmodels::bearing_glb(0.05))
         .await;
     let _light = stack.render_worker("render.light", &[]).await;
     let (id, _) = stack
@@ -306,7 +303,8 @@ async fn a_step_model_without_cache_is_tessellated_by_a_continuation_that_holds_
     );
 
     let mut store_config = stack.s3.store_config();
-    store_config.allowed_prefixes = lightbox_runtime::store::StoreConfig::default().allowed_prefixes;
+    store_config.allowed_prefixes =
+        lightbox_runtime::store::StoreConfig::default().allowed_prefixes;
     let tessellator = Worker::start(
         worker_config(&stack.nats, store_config, "tessellate", 1),
         FakeTessellate {
@@ -464,7 +462,7 @@ async fn broken_models_and_requests_over_limits_fail_cleanly_and_write_nothing()
     let good = stack.upload("models/good.glb", &glb).await;
     let _light = stack.render_worker("render.light", &[]).await;
     let small = json!({"width": 32, "height": 32, "samples": 2});
-    let cases: Vec<(&str, &str, RenderRequest, &str)> = vec![
+    let mut cases: Vec<(&str, &str, RenderRequest, &str)> = vec![
         (
             "truncated GLB",
             "render.light",
@@ -505,6 +503,18 @@ async fn broken_models_and_requests_over_limits_fail_cleanly_and_write_nothing()
             "no outputs",
         ),
     ];
+    if !render_runtime::spec::NATIVE_HAS_OIDN {
+        // Asked for by name, a denoiser the engine lacks is an error, not a silent substitute.
+        cases.push((
+            "oidn not compiled in",
+            "render.light",
+            request(
+                &good,
+                vec![json!({"width": 32, "height": 32, "samples": 2, "denoise": "oidn"})],
+            ),
+            "output 0: invalid denoise: oidn is not compiled into this build of the native engine",
+        ));
+    }
     for (name, queue, request, expected) in cases {
         let envelope = Envelope::new(Function::Render, request);
         // Sent to the light queue on purpose, so its limits apply.
@@ -674,4 +684,29 @@ async fn a_job_can_choose_the_cycles_engine_and_reuses_its_warm_worker() {
         .unwrap()
         .message
         .contains("unknown engine \"povray\""));
+}
+
+#[tokio::test]
+async fn an_unknown_default_engine_stops_the_worker_at_start() {
+    let stack = stack().await;
+    let mut env = function_env(&stack.nats, &stack.s3.env());
+    env.push(("LIGHTBOX_QUEUE".into(), "render.light".into()));
+    env.push(("LIGHTBOX_RENDER_ENGINE".into(), "povray".into()));
+    let mut process = FunctionProcess::spawn(
+        &function_binary("lightbox-render"),
+        &env,
+        &stack.logs,
+        "render-povray",
+    );
+    assert_eq!(
+        process.wait_exit(Duration::from_secs(30)),
+        Some(false),
+        "{}",
+        process.log_text()
+    );
+    let log = process.log_text();
+    assert!(
+        log.contains("unknown engine \"povray\" (available: native, cycles)"),
+        "{log}"
+    );
 }

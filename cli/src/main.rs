@@ -14,7 +14,6 @@ use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use lightbox_convert::{convert_bytes, ConvertParams, Limits};
-use sha2::{Digest, Sha256};
 use lightbox_runtime::client::Client;
 use lightbox_runtime::config::{NatsConfig, NatsContext};
 use lightbox_runtime::events::{JobEvent, JobState};
@@ -22,6 +21,7 @@ use lightbox_runtime::job::{Envelope, Function, JobId, ENVELOPE_VERSION};
 use lightbox_runtime::requests::{ConvertRequest, ImageFormat, RenderRequest, Size};
 use lightbox_runtime::Queue;
 use lightbox_runtime::{ObjectKey, Store, StoreConfig};
+use sha2::{Digest, Sha256};
 
 #[derive(Parser)]
 #[command(
@@ -519,8 +519,8 @@ fn default_queue(function: Function, request: &serde_json::Value) -> anyhow::Res
         Function::Convert => Queue::Convert.to_string(),
         Function::Tessellate => Queue::Tessellate.to_string(),
         Function::Render => {
-            let request: RenderRequest = serde_json::from_value(request.clone())
-                .context("invalid render request")?;
+            let request: RenderRequest =
+                serde_json::from_value(request.clone()).context("invalid render request")?;
             request.queue().to_string()
         }
     })
@@ -642,6 +642,7 @@ async fn download_outputs(
 /// rule picks, follow it, and download the image (and turntable frames) like a local run.
 async fn render_remote(args: &render_cmd::RenderArgs) -> anyhow::Result<std::process::ExitCode> {
     let spec = render_cmd::spec_from_args(args)?;
+    render_cmd::check_remote(args, &spec)?;
     let bytes =
         std::fs::read(&args.model).with_context(|| format!("reading {}", args.model.display()))?;
     let client = connect().await?;
@@ -654,7 +655,7 @@ async fn render_remote(args: &render_cmd::RenderArgs) -> anyhow::Result<std::pro
         model,
         usd_master: None,
         outputs: vec![lightbox_runtime::requests::RenderOutputRequest { output: None, spec }],
-        engine: Some(args.engine.clone()),
+        engine: Some(args.engine.as_str().to_owned()),
         tessellation: None,
         tessellated_by: None,
     };

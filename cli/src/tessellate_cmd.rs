@@ -36,6 +36,17 @@ fn helper() -> anyhow::Result<PathBuf> {
     Ok(if sibling.exists() { sibling } else { exe })
 }
 
+/// Tessellates STEP bytes the way the tessellate function does (OCCT in a child process under
+/// the function's limits); `lightbox tessellate` and `lightbox render` of a STEP file call it.
+pub fn tessellate_step(
+    step: &[u8],
+    params: &TessellationParams,
+) -> anyhow::Result<lightbox_tessellate::Tessellated> {
+    let limits = Limits::from_env();
+    let sandbox = lightbox_tessellate::sandbox(helper()?, &limits);
+    Ok(tessellate_bytes(step, params, limits.max_input_bytes, &sandbox)?)
+}
+
 pub fn run(args: &TessellateArgs) -> anyhow::Result<()> {
     let step =
         std::fs::read(&args.input).with_context(|| format!("reading {}", args.input.display()))?;
@@ -43,9 +54,7 @@ pub fn run(args: &TessellateArgs) -> anyhow::Result<()> {
         linear_deflection: args.deflection,
         angular_deflection: args.angle,
     };
-    let limits = Limits::from_env();
-    let sandbox = lightbox_tessellate::sandbox(helper()?, &limits);
-    let done = tessellate_bytes(&step, &params, limits.max_input_bytes, &sandbox)
+    let done = tessellate_step(&step, &params)
         .with_context(|| format!("tessellating {}", args.input.display()))?;
     std::fs::write(&args.output, &done.glb)
         .with_context(|| format!("writing {}", args.output.display()))?;

@@ -1,18 +1,19 @@
 //! The queue handler: input resolution, limits, progress, cancellation and uploads.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use lightbox_runtime::error::error_chain;
 use lightbox_runtime::requests::RenderRequest;
 use lightbox_runtime::worker::{Handler, Job, JobContext, Outcome};
 use lightbox_runtime::{Function, JobError, ObjectKey};
-use render_runtime::RenderHooks;
+use render_runtime::{EngineError, EngineKind, RenderHooks};
 use tracing::info;
 
 use crate::source::{resolve_source, Resolved};
-use crate::{frame_key, output_key, parse_specs, render_model, render_model_cycles, RenderLimits};
+use crate::{frame_key, output_key, plan_outputs, EnginePool, RenderLimits};
 
 /// Progress across all outputs of a job, with an estimate of the time left.
 struct JobHooks {
@@ -40,18 +41,26 @@ impl RenderHooks for JobHooks {
 pub struct RenderHandler {
     pub limits: RenderLimits,
     /// Engine for jobs that name none (`LIGHTBOX_RENDER_ENGINE`, default `native`).
-    pub default_engine: String,
-    /// The warm Blender worker of the `cycles` engine, started by the first Cycles job and
-    /// reused by the next ones (restarted by the engine after a crash or hang).
-    pub cycles: Arc<Mutex<Option<render_runtime::CyclesEngine>>>,
+    pub default_engine: EngineKind,
+    /// The warm engines, one per kind, shared by this instance's concurrent jobs.
+    pub engines: Arc<EnginePool>,
 }
 
 impl RenderHandler {
-    pub fn new(limits: RenderLimits) -> Self {
+    /// A handler with `limits` and the default engine `LIGHTBOX_RENDER_ENGINE` names (native
+    /// when unset); an unknown name fails here, at start, rather than in every job.
+    pub fn new(limits: RenderLimits) -> Result<Self, EngineError> {
+        let default_engine =
+            lightbox_runtime::config::env_or("LIGHTBOX_RENDER_ENGINE", "native").parse()?;
+        Ok(Self::with_engine(limits, default_engine))
+    }
+
+    /// A handler with `limits` whose jobs that name no engine run on `default_engine`.
+    pub fn with_engine(limits: RenderLimits, default_engine: EngineKind) -> Self {
         Self {
+            engines: Arc::new(EnginePool::new(limits.import)),
             limits,
-            default_engine: lightbox_runtime::config::env_or("LIGHTBOX_RENDER_ENGINE", "native"),
-            cycles: Arc::new(Mutex::new(None)),
+            default_engine,
         }
     }
 }
@@ -64,16 +73,13 @@ impl Handler for RenderHandler {
 
     async fn handle(&self, job: Job<RenderRequest>) -> Result<Outcome, JobError> {
         let Job { request, ctx } = job;
-        let specs = parse_specs(&request.outputs, &self.limits)?;
-        let engine = request
-            .engine
-            .clone()
-            .unwrap_or_else(|| self.default_engine.clone());
-        if engine != "native" && engine != "cycles" {
-            return Err(JobError::permanent(format!(
-                "unknown engine {engine:?} (available: native, cycles)"
-            )));
-        }
+        let engine = match &request.engine {
+            Some(name) => name
+                .parse::<EngineKind>()
+                .map_err(|err| JobError::permanent(error_chain(&err)))?,
+            None => self.default_engine,
+        };
+        let outputs = plan_outputs(&request.outputs, engine, &self.limits)?;
         for output in request.outputs.iter().filter_map(|o| o.output.as_ref()) {
             ctx.store.check(output)?;
         }
@@ -101,12 +107,9 @@ impl Handler for RenderHandler {
         let fetch_ms = fetch_start.elapsed().as_secs_f64() * 1000.0;
         info!(source = source.as_str(), model = %key, bytes = model.len(), "rendering");
 
-        let total: u64 = specs
+        let total: u64 = outputs
             .iter()
-            .map(|spec| {
-                let plan = spec.resolve().expect("checked");
-                plan.samples as u64 * plan.frame_angles.len() as u64
-            })
+            .map(|output| output.plan.samples as u64 * output.plan.frame_angles.len() as u64)
             .sum();
         let hooks = JobHooks {
             ctx: ctx.clone(),
@@ -114,21 +117,11 @@ impl Handler for RenderHandler {
             total,
             started: Instant::now(),
         };
-        let limits = self.limits.clone();
-        let specs_for_render = specs.clone();
+        let engines = self.engines.clone();
+        let plans: Vec<_> = outputs.iter().map(|output| output.plan.clone()).collect();
         let model_for_render = model.clone();
-        let cycles = (engine == "cycles").then(|| self.cycles.clone());
         let rendered = tokio::task::spawn_blocking(move || {
-            let outcome = match cycles {
-                Some(cycles) => render_model_cycles(
-                    &cycles,
-                    &model_for_render,
-                    &specs_for_render,
-                    &limits,
-                    &hooks,
-                ),
-                None => render_model(&model_for_render, kind, &specs_for_render, &limits, &hooks),
-            };
+            let outcome = engines.render(engine, &model_for_render, kind, &plans, &hooks);
             drop(hooks);
             outcome
         })
@@ -144,10 +137,15 @@ impl Handler for RenderHandler {
         let mut results = Vec::new();
         let mut timings = render_runtime::StageTimings::default();
         let mut rays_per_s = Vec::new();
-        for ((spec, output), request_output) in
-            specs.iter().zip(&rendered.outputs).zip(&request.outputs)
+        for ((planned, output), request_output) in
+            outputs.iter().zip(&rendered.outputs).zip(&request.outputs)
         {
-            let key = output_key(&model, spec, &engine, request_output.output.as_ref());
+            let key = output_key(
+                &model,
+                &planned.spec,
+                engine,
+                request_output.output.as_ref(),
+            );
             timings.render += output.timings.render;
             timings.denoise += output.timings.denoise;
             timings.encode += output.timings.encode;

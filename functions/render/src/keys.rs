@@ -1,7 +1,7 @@
 //! Output keys: given by the job or derived from the model, the spec and the engine.
 
 use lightbox_runtime::ObjectKey;
-use render_runtime::RenderSpec;
+use render_runtime::{EngineKind, RenderSpec};
 use sha2::{Digest, Sha256};
 
 /// The key of one output: given by the job, or derived from the model's bytes, the spec and the
@@ -9,7 +9,7 @@ use sha2::{Digest, Sha256};
 pub fn output_key(
     model: &[u8],
     spec: &RenderSpec,
-    engine: &str,
+    engine: EngineKind,
     given: Option<&ObjectKey>,
 ) -> ObjectKey {
     if let Some(key) = given {
@@ -18,7 +18,7 @@ pub fn output_key(
     let mut hasher = Sha256::new();
     hasher.update(model);
     hasher.update(serde_json::to_vec(spec).expect("spec serialises"));
-    hasher.update(engine.as_bytes());
+    hasher.update(engine.as_str().as_bytes());
     let digest = hex::encode(&hasher.finalize()[..16]);
     let extension = if spec.turntable.is_some() {
         "webp"

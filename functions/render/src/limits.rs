@@ -4,7 +4,7 @@ use lightbox_runtime::config::env_parse;
 use lightbox_runtime::error::error_chain;
 use lightbox_runtime::requests::RenderOutputRequest;
 use lightbox_runtime::JobError;
-use render_runtime::{ImportLimits, RenderSpec};
+use render_runtime::{EngineKind, ImportLimits, RenderPlan, RenderSpec};
 
 /// Per-queue limits: a request over one fails permanently with a message naming the limit.
 #[derive(Debug, Clone, PartialEq)]
@@ -70,10 +70,16 @@ impl RenderLimits {
         }
     }
 
-    /// Checks one output's resolved plan against the limits.
-    pub fn check(&self, index: usize, spec: &RenderSpec) -> Result<(), String> {
+    /// Resolves output `index` for `engine` and checks that plan against the limits; the same
+    /// plan is what the engine then renders.
+    pub fn plan(
+        &self,
+        index: usize,
+        spec: &RenderSpec,
+        engine: EngineKind,
+    ) -> Result<RenderPlan, String> {
         let plan = spec
-            .resolve()
+            .resolve_for(engine)
             .map_err(|err| format!("output {index}: {}", error_chain(&err)))?;
         if plan.width.max(plan.height) > self.max_edge {
             return Err(format!(
@@ -94,7 +100,7 @@ impl RenderLimits {
                 self.max_frames
             ));
         }
-        Ok(())
+        Ok(plan)
     }
 }
 
@@ -118,11 +124,21 @@ pub fn default_memory_budget() -> u64 {
     }
 }
 
-/// Parses a job's outputs into render specs, refusing unknown fields with the output's index.
-pub fn parse_specs(
+/// One output of a job: the spec as the job asked (its key derives from it) and the plan it
+/// resolved to for the job's engine (what is checked and rendered).
+#[derive(Clone, Debug)]
+pub struct PlannedOutput {
+    pub spec: RenderSpec,
+    pub plan: RenderPlan,
+}
+
+/// Parses a job's outputs and resolves each once for `engine`, refusing unknown fields and
+/// anything over the limits with the output's index.
+pub fn plan_outputs(
     outputs: &[RenderOutputRequest],
+    engine: EngineKind,
     limits: &RenderLimits,
-) -> Result<Vec<RenderSpec>, JobError> {
+) -> Result<Vec<PlannedOutput>, JobError> {
     if outputs.is_empty() {
         return Err(JobError::permanent("the job asks for no outputs"));
     }
@@ -143,8 +159,19 @@ pub fn parse_specs(
             .map_err(|err| {
                 JobError::permanent(format!("output {index}: invalid render spec: {err}"))
             })?;
-            limits.check(index, &spec).map_err(JobError::permanent)?;
-            Ok(spec)
+            let plan = limits
+                .plan(index, &spec, engine)
+                .map_err(JobError::permanent)?;
+            Ok(PlannedOutput { spec, plan })
         })
         .collect()
+}
+
+/// The specs of a job's outputs as [`plan_outputs`] accepts them for the native engine.
+pub fn parse_specs(
+    outputs: &[RenderOutputRequest],
+    limits: &RenderLimits,
+) -> Result<Vec<RenderSpec>, JobError> {
+    let planned = plan_outputs(outputs, EngineKind::Native, limits)?;
+    Ok(planned.into_iter().map(|output| output.spec).collect())
 }

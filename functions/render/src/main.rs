@@ -7,6 +7,6 @@ fn main() -> anyhow::Result<()> {
     lightbox_isolate::serve_child_if_requested(&[render_runtime::scene::usd_isolate::CHILD]);
     tokio::runtime::Runtime::new()?.block_on(async {
         let queue = lightbox_runtime::config::env_or("LIGHTBOX_QUEUE", "render.light");
-        lightbox_runtime::worker::run(RenderHandler::new(RenderLimits::from_env(&queue))).await
+        lightbox_runtime::worker::run(RenderHandler::new(RenderLimits::from_env(&queue))?).await
     })
 }

@@ -7,26 +7,7 @@ use lightbox_runtime::{JobError, ObjectKey};
 use serde::Serialize;
 use tracing::info;
 
-/// The kind of model file.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ModelKind {
-    Glb,
-    Usd,
-    Step,
-}
-
-impl ModelKind {
-    /// From a key's extension.
-    pub fn of(key: &ObjectKey) -> Option<Self> {
-        match key.extension()?.as_str() {
-            "glb" | "gltf" => Some(Self::Glb),
-            "usd" | "usda" | "usdc" | "usdz" => Some(Self::Usd),
-            "step" | "stp" => Some(Self::Step),
-            _ => None,
-        }
-    }
-}
+use crate::model::{ModelKind, UnsupportedModel};
 
 /// How the renderable scene was obtained; recorded in the result and the logs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -77,10 +58,12 @@ pub(crate) async fn resolve_source(
         }
     }
     let kind = ModelKind::of(&request.model).ok_or_else(|| {
-        JobError::permanent(format!(
-            "model {} is not a .glb, .usd(a/c/z) or .step/.stp file",
-            request.model
-        ))
+        JobError::permanent(
+            UnsupportedModel {
+                name: request.model.to_string(),
+            }
+            .to_string(),
+        )
     })?;
     match kind {
         ModelKind::Glb => Ok((

@@ -20,12 +20,12 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
+use lightbox_testmodels as testmodels;
 use lightbox_testmodels::compare::compare_png;
 use render_runtime::{
-    CyclesConfig, CyclesEngine, DenoiseRequest, Engine, EngineKind, Model,
-    NativeEngine, NoHooks, RenderOutput, RenderSpec, TurntableSpec,
+    CyclesConfig, CyclesEngine, DenoiseRequest, Engine, EngineKind, Model, NativeEngine, NoHooks,
+    RenderOutput, RenderSpec, TurntableSpec,
 };
-use lightbox_testmodels as testmodels;
 
 struct Options {
     detail: f32,
@@ -210,7 +210,7 @@ fn main() -> Result<()> {
                 continue;
             };
             let t = Instant::now();
-            let out = engine.render(Model::Bytes(&glb), &reference, &NoHooks)?;
+            let out = engine.render_spec(Model::Bytes(&glb), &reference, &NoHooks)?;
             println!(
                 "{}",
                 timing_line(kind.as_str(), "reference", &out, t.elapsed())
@@ -229,7 +229,7 @@ fn main() -> Result<()> {
                 continue;
             };
             let t = Instant::now();
-            let out = engine.render(Model::Bytes(&glb), spec, &NoHooks)?;
+            let out = engine.render_spec(Model::Bytes(&glb), spec, &NoHooks)?;
             let wall = t.elapsed();
             println!("{}", timing_line(kind.as_str(), name, &out, wall));
             if spec.turntable.is_some() {
@@ -279,16 +279,16 @@ fn main() -> Result<()> {
         let t = Instant::now();
         let mut cold = CyclesEngine::start(cycles_config(&opts))?;
         let startup = t.elapsed();
-        let first = cold.render(Model::Bytes(&glb), &still, &NoHooks)?;
+        let first = cold.render_spec(Model::Bytes(&glb), &still, &NoHooks)?;
         let cold_total = t.elapsed();
         // Warm: the same job again on that worker (model cached), then on a warm worker with
         // a model it has not seen (import paid, start-up not).
         let t = Instant::now();
-        let warm = cold.render(Model::Bytes(&glb), &still, &NoHooks)?;
+        let warm = cold.render_spec(Model::Bytes(&glb), &still, &NoHooks)?;
         let warm_total = t.elapsed();
         let other = testmodels::bearing_glb(opts.detail * 0.999);
         let t = Instant::now();
-        let new_model = cold.render(Model::Bytes(&other), &still, &NoHooks)?;
+        let new_model = cold.render_spec(Model::Bytes(&other), &still, &NoHooks)?;
         let new_model_total = t.elapsed();
         drop(cold);
         println!(

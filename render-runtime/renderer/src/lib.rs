@@ -95,6 +95,15 @@ impl RenderError {
             _ => false,
         }
     }
+
+    /// The memory-budget refusal inside this error, if that is what stopped the import.
+    pub fn over_budget(&self) -> Option<&OverBudget> {
+        match self {
+            RenderError::Import(ImportError::OverBudget(over))
+            | RenderError::UsdImport(UsdImportError::OverBudget(over)) => Some(over),
+            _ => None,
+        }
+    }
 }
 
 /// Wall-clock time per pipeline stage. Turntable stages sum over frames.
@@ -227,14 +236,22 @@ impl PreparedScene {
             .map_err(|Cancelled| RenderError::Cancelled)
     }
 
-    /// Renders a spec: every frame, denoised and encoded. The stage timings include this
-    /// scene's import and acceleration build.
+    /// Resolves a spec for the native engine and renders it ([`PreparedScene::render_plan`]).
     pub fn render(
         &self,
         spec: &RenderSpec,
         hooks: &dyn RenderHooks,
     ) -> Result<RenderOutput, RenderError> {
-        let plan = spec.resolve()?;
+        self.render_plan(&spec.resolve()?, hooks)
+    }
+
+    /// Renders a resolved plan: every frame, denoised and encoded. The stage timings include
+    /// this scene's import and acceleration build.
+    pub fn render_plan(
+        &self,
+        plan: &RenderPlan,
+        hooks: &dyn RenderHooks,
+    ) -> Result<RenderOutput, RenderError> {
         let mut timings = StageTimings {
             import: self.import_time,
             accel_build: self.accel_build_time,
@@ -246,7 +263,7 @@ impl PreparedScene {
         let mut denoiser_used = plan.denoiser;
         for frame in 0..plan.frame_angles.len() {
             let t0 = Instant::now();
-            let (mut film, frame_rays) = self.render_film(&plan, frame, hooks)?;
+            let (mut film, frame_rays) = self.render_film(plan, frame, hooks)?;
             timings.render += t0.elapsed();
             rays += frame_rays;
 
@@ -271,7 +288,7 @@ impl PreparedScene {
         }
         let animation = if plan.is_turntable {
             let t = Instant::now();
-            let bytes = turntable::encode_turntable(&display_frames, &plan)?;
+            let bytes = turntable::encode_turntable(&display_frames, plan)?;
             timings.encode += t.elapsed();
             let (quality, lossless) = match plan.format {
                 ImageFormat::Webp { quality, lossless } => (quality, lossless),

@@ -1,20 +1,26 @@
 //! What a job asks for ([`RenderSpec`], serde data) and what actually runs ([`RenderPlan`]).
 //!
 //! The spec is raw input: optional samples, a requested denoiser that may not be compiled in.
-//! [`RenderSpec::resolve`] validates it and fills in every decision (the sample policy, the
-//! denoiser that will really run), so the renderer works from a plan with no `Option`s left.
+//! [`RenderSpec::resolve_for`] validates it for an engine and fills in every decision (the sample
+//! policy, the denoiser that will really run), so the renderer works from a plan with no
+//! `Option`s left. A denoiser the engine does not have is an error, not a silent substitute.
 
 use serde::{Deserialize, Serialize};
 
+use crate::engine::EngineKind;
 use crate::studio::Studio;
+
+/// Whether this build of the native engine has Intel OIDN (the `oidn` feature).
+pub const NATIVE_HAS_OIDN: bool = cfg!(feature = "oidn");
 
 /// Which denoiser a job asks for.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DenoiseRequest {
-    /// OIDN when compiled in, otherwise the built-in filter.
+    /// OIDN when the engine has it, otherwise the built-in filter.
     #[default]
     Auto,
+    /// OIDN, or an invalid spec where the engine lacks it (a native build without `oidn`).
     Oidn,
     Builtin,
     Off,
@@ -207,8 +213,13 @@ pub struct RenderPlan {
 }
 
 impl RenderSpec {
-    /// Validates the spec and resolves samples and the denoiser.
+    /// Validates the spec and resolves samples and the denoiser for the native engine.
     pub fn resolve(&self) -> Result<RenderPlan, SpecError> {
+        self.resolve_for(EngineKind::Native)
+    }
+
+    /// Validates the spec and resolves samples and the denoiser for `engine`.
+    pub fn resolve_for(&self, engine: EngineKind) -> Result<RenderPlan, SpecError> {
         let invalid = |field: &'static str, reason: String| SpecError::Invalid { field, reason };
         if self.width == 0 || self.height == 0 || self.width > MAX_EDGE || self.height > MAX_EDGE {
             return Err(invalid(
@@ -279,17 +290,24 @@ impl RenderSpec {
             }
             None => (vec![0.0], 0),
         };
+        // Blender ships its own OIDN; the native engine has it only when built with `oidn`.
+        let has_oidn = match engine {
+            EngineKind::Native => NATIVE_HAS_OIDN,
+            EngineKind::Cycles => true,
+        };
         let denoiser = match self.denoise {
             DenoiseRequest::Off => Denoiser::Off,
             DenoiseRequest::Builtin => Denoiser::Builtin,
-            // Without the `oidn` feature both fall back to the built-in filter; the output's
-            // `denoiser` field says so.
-            DenoiseRequest::Auto | DenoiseRequest::Oidn => {
-                if cfg!(feature = "oidn") {
-                    Denoiser::Oidn
-                } else {
-                    Denoiser::Builtin
-                }
+            DenoiseRequest::Auto | DenoiseRequest::Oidn if has_oidn => Denoiser::Oidn,
+            // `auto` takes the built-in filter; the output's `denoiser` field says so.
+            DenoiseRequest::Auto => Denoiser::Builtin,
+            DenoiseRequest::Oidn => {
+                return Err(invalid(
+                    "denoise",
+                    format!(
+                        "oidn is not compiled into this build of the {engine} engine (build with `--features oidn`, or ask for auto or builtin)"
+                    ),
+                ))
             }
         };
         Ok(RenderPlan {
@@ -348,6 +366,34 @@ mod tests {
             ..RenderSpec::default()
         };
         assert_eq!(off.resolve().unwrap().denoiser, Denoiser::Off);
+    }
+
+    #[test]
+    fn oidn_is_refused_where_the_engine_lacks_it() {
+        let oidn = RenderSpec {
+            denoise: DenoiseRequest::Oidn,
+            ..RenderSpec::default()
+        };
+        let native = oidn.resolve();
+        assert_eq!(native.is_ok(), NATIVE_HAS_OIDN, "{native:?}");
+        if let Err(err) = native {
+            let message = err.to_string();
+            assert!(
+                message.contains("oidn is not compiled into this build of the native engine"),
+                "{message}"
+            );
+        }
+        // Blender has OIDN whatever this crate was built with.
+        let cycles = oidn.resolve_for(EngineKind::Cycles).unwrap();
+        assert_eq!(cycles.denoiser, Denoiser::Oidn);
+        // `auto` still falls back to the built-in filter.
+        let auto = RenderSpec::default().resolve().unwrap();
+        let expected = if NATIVE_HAS_OIDN {
+            Denoiser::Oidn
+        } else {
+            Denoiser::Builtin
+        };
+        assert_eq!(auto.denoiser, expected);
     }
 
     #[test]

@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use lightbox_testmodels as testmodels;
 use lightbox_testmodels::compare::{compare_png, LumaImage, Similarity};
 use render_runtime::engine::cycles::{blender_python_candidates, find_blender_python};
 use render_runtime::engine::CyclesError;
@@ -19,10 +20,9 @@ use render_runtime::scene::export::export_glb;
 use render_runtime::spec::{ImageFormat, TurntableSpec};
 use render_runtime::studio::Studio;
 use render_runtime::{
-    CyclesConfig, CyclesEngine, DenoiseRequest, Denoiser, Engine, EngineError, Model,
-    NativeEngine, NoHooks, RenderError, RenderHooks, RenderSpec,
+    CyclesConfig, CyclesEngine, DenoiseRequest, Denoiser, Engine, EngineError, Model, NativeEngine,
+    NoHooks, RenderError, RenderHooks, RenderSpec,
 };
-use lightbox_testmodels as testmodels;
 
 /// Parity thresholds between the native and Cycles images of the same spec, both denoised,
 /// at 96x96 and 64 spp, on display-referred luma: mean SSIM (11x11 Gaussian window) at least
@@ -84,7 +84,7 @@ fn warm_worker_serves_jobs_without_startup_or_reimport() {
     let job = spec(64, 16);
     let t1 = Instant::now();
     let first = engine
-        .render(Model::Bytes(&bearing), &job, &NoHooks)
+        .render_spec(Model::Bytes(&bearing), &job, &NoHooks)
         .unwrap();
     let first_wall = t1.elapsed();
     let report = engine.last_report().unwrap().clone();
@@ -104,7 +104,7 @@ fn warm_worker_serves_jobs_without_startup_or_reimport() {
     };
     let t2 = Instant::now();
     let second = engine
-        .render(Model::Bytes(&bearing), &webp, &NoHooks)
+        .render_spec(Model::Bytes(&bearing), &webp, &NoHooks)
         .unwrap();
     let second_wall = t2.elapsed();
     assert!(engine.last_report().unwrap().import_cached);
@@ -144,7 +144,7 @@ fn warm_worker_serves_jobs_without_startup_or_reimport() {
         ..spec(48, 8)
     };
     let out = engine
-        .render(Model::Bytes(&primitives), &turntable, &Progress(&progress))
+        .render_spec(Model::Bytes(&primitives), &turntable, &Progress(&progress))
         .unwrap();
     assert_eq!(out.images.len(), 3);
     assert_eq!(out.denoiser, Denoiser::Off);
@@ -164,7 +164,7 @@ fn warm_worker_serves_jobs_without_startup_or_reimport() {
 
     // A file Blender cannot import fails the job, permanently, and the worker keeps serving.
     let err = engine
-        .render(Model::Bytes(b"glTF not really"), &job, &NoHooks)
+        .render_spec(Model::Bytes(b"glTF not really"), &job, &NoHooks)
         .unwrap_err();
     assert!(!err.is_retryable(), "{}", chain(&err));
     assert!(matches!(
@@ -172,7 +172,7 @@ fn warm_worker_serves_jobs_without_startup_or_reimport() {
         RenderError::Engine(EngineError::Cycles(CyclesError::Worker { .. }))
     ));
     let again = engine
-        .render(Model::Bytes(&bearing), &job, &NoHooks)
+        .render_spec(Model::Bytes(&bearing), &job, &NoHooks)
         .unwrap();
     assert!(again.timings.import > Duration::ZERO, "bearing re-imported");
     assert_eq!(engine.worker_starts(), 1);
@@ -192,8 +192,12 @@ fn parity_with_native_engine() {
     let passes = |sim: &Similarity| sim.ssim >= PARITY_MIN_SSIM && sim.rmse <= PARITY_MAX_RMSE;
     let mut failures = Vec::new();
     for (name, glb) in &scenes {
-        let a = native.render(Model::Bytes(glb), &job, &NoHooks).unwrap();
-        let b = cycles.render(Model::Bytes(glb), &job, &NoHooks).unwrap();
+        let a = native
+            .render_spec(Model::Bytes(glb), &job, &NoHooks)
+            .unwrap();
+        let b = cycles
+            .render_spec(Model::Bytes(glb), &job, &NoHooks)
+            .unwrap();
         let sim = compare_png(&a.images[0].bytes, &b.images[0].bytes).unwrap();
         println!(
             "parity {name}: native vs cycles {sim} (bounds: SSIM >= {PARITY_MIN_SSIM}, RMSE <= {PARITY_MAX_RMSE})"
@@ -218,7 +222,9 @@ fn parity_with_native_engine() {
                 studio,
                 ..job.clone()
             };
-            let c = native.render(Model::Bytes(glb), &wrong, &NoHooks).unwrap();
+            let c = native
+                .render_spec(Model::Bytes(glb), &wrong, &NoHooks)
+                .unwrap();
             let control = compare_png(&c.images[0].bytes, &b.images[0].bytes).unwrap();
             println!("parity {name}: control ({what}) vs cycles {control}");
             assert!(
@@ -297,7 +303,9 @@ fn crash_hang_and_cancel_fail_the_job_and_the_next_job_restarts_the_worker() {
         action: || signal(pid, "-KILL"),
         cancel: AtomicBool::new(false),
     };
-    let err = engine.render(Model::Bytes(&glb), &job, &hooks).unwrap_err();
+    let err = engine
+        .render_spec(Model::Bytes(&glb), &job, &hooks)
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -312,7 +320,7 @@ fn crash_hang_and_cancel_fail_the_job_and_the_next_job_restarts_the_worker() {
         "a crashed worker is dropped"
     );
     let out = engine
-        .render(Model::Bytes(&glb), &spec(32, 4), &NoHooks)
+        .render_spec(Model::Bytes(&glb), &spec(32, 4), &NoHooks)
         .unwrap();
     assert_eq!(out.images.len(), 1);
     assert_eq!(engine.worker_starts(), 2);
@@ -326,7 +334,9 @@ fn crash_hang_and_cancel_fail_the_job_and_the_next_job_restarts_the_worker() {
         cancel: AtomicBool::new(false),
     };
     let t = Instant::now();
-    let err = engine.render(Model::Bytes(&glb), &job, &hooks).unwrap_err();
+    let err = engine
+        .render_spec(Model::Bytes(&glb), &job, &hooks)
+        .unwrap_err();
     assert!(
         matches!(
             err,
@@ -344,7 +354,7 @@ fn crash_hang_and_cancel_fail_the_job_and_the_next_job_restarts_the_worker() {
         "the hung worker {pid} must be killed"
     );
     engine
-        .render(Model::Bytes(&glb), &spec(32, 4), &NoHooks)
+        .render_spec(Model::Bytes(&glb), &spec(32, 4), &NoHooks)
         .unwrap();
     assert_eq!(engine.worker_starts(), 3);
 
@@ -360,12 +370,12 @@ fn crash_hang_and_cancel_fail_the_job_and_the_next_job_restarts_the_worker() {
     let cancel_hooks = CancelAfterProgress(&hooks);
     let t = Instant::now();
     let err = engine
-        .render(Model::Bytes(&glb), &job, &cancel_hooks)
+        .render_spec(Model::Bytes(&glb), &job, &cancel_hooks)
         .unwrap_err();
     assert!(matches!(err, RenderError::Cancelled), "{}", chain(&err));
     assert!(t.elapsed() < Duration::from_secs(20), "{:?}", t.elapsed());
     engine
-        .render(Model::Bytes(&glb), &spec(32, 4), &NoHooks)
+        .render_spec(Model::Bytes(&glb), &spec(32, 4), &NoHooks)
         .unwrap();
     assert_eq!(engine.worker_starts(), 4);
 }

@@ -3,7 +3,7 @@
 //!
 //! The worker is started once ([`CyclesEngine::start`]) and serves every job after that, so jobs
 //! pay neither Blender's start-up nor, for a model rendered again, its glTF import. The Rust side
-//! keeps every decision that the native engine makes: it resolves the spec into a plan, frames
+//! keeps every decision that the native engine makes: it renders the same resolved plan, frames
 //! the studio from the bounds Blender reports, converts camera, lights, environment and ground
 //! into Blender's Z-up world, and gets back scene-linear float frames that it tone maps and
 //! encodes with the native engine's own code. Both engines therefore differ only in how they
@@ -32,8 +32,7 @@ use crate::math::{Aabb, Vec3};
 use crate::spec::{Denoiser, ImageFormat, RenderPlan};
 use crate::studio::StudioRig;
 use crate::{
-    turntable, EncodedImage, RenderError, RenderHooks, RenderOutput, RenderSpec, StageTimings,
-    UsdEncoding,
+    turntable, EncodedImage, RenderError, RenderHooks, RenderOutput, StageTimings, UsdEncoding,
 };
 
 /// The worker script, embedded so a deployed binary needs nothing but Blender's Python.
@@ -783,14 +782,25 @@ impl Engine for CyclesEngine {
         EngineKind::Cycles
     }
 
+    fn summary(&self) -> Option<String> {
+        let report = self.last_report.as_ref()?;
+        let started = match report.worker_started {
+            Some(startup) => format!(", worker started in {:.3} s", startup.as_secs_f64()),
+            None => ", warm worker".to_owned(),
+        };
+        Some(format!(
+            "Blender {}, device {}{started}",
+            report.blender, report.device
+        ))
+    }
+
     fn render(
         &mut self,
         model: Model<'_>,
-        spec: &RenderSpec,
+        plan: &RenderPlan,
         hooks: &dyn RenderHooks,
     ) -> Result<RenderOutput, RenderError> {
-        let plan = spec.resolve()?;
-        let result = self.render_inner(model, &plan, hooks);
+        let result = self.render_inner(model, plan, hooks);
         if let Err(e) = &result {
             // A worker in an unknown state is not reused: after a crash, hang, protocol error
             // or cancellation (Cycles cannot be interrupted) the next job starts a fresh one.
@@ -972,7 +982,7 @@ mod tests {
             min: Vec3::new(-1.0, 0.0, -1.0),
             max: Vec3::new(1.0, 1.0, 1.0),
         };
-        let plan = RenderSpec::default().resolve().unwrap();
+        let plan = crate::RenderSpec::default().resolve().unwrap();
         let rig = plan.studio.resolve(&bounds, 1.0, 30.0);
         let req = render_request(&plan, &rig, &bounds, 0);
         for light in req["lights"].as_array().unwrap() {

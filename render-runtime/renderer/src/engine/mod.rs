@@ -17,9 +17,11 @@
 //! let mut engine = EngineKind::Cycles.start().unwrap();
 //! let glb = lightbox_testmodels::bearing_glb(0.05);
 //! let spec = RenderSpec { width: 64, height: 64, samples: Some(16), ..RenderSpec::default() };
-//! let first = engine.render(Model::Bytes(&glb), &spec, &NoHooks).unwrap();
+//! // Resolve once (the plan is what limits are checked against), then render that plan.
+//! let plan = spec.resolve_for(engine.kind()).unwrap();
+//! let first = engine.render(Model::Bytes(&glb), &plan, &NoHooks).unwrap();
 //! // The same model again: no Blender start-up and no import.
-//! let second = engine.render(Model::Bytes(&glb), &spec, &NoHooks).unwrap();
+//! let second = engine.render(Model::Bytes(&glb), &plan, &NoHooks).unwrap();
 //! assert!(second.timings.import <= first.timings.import);
 //! ```
 
@@ -31,7 +33,9 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ImportLimits, PreparedScene, RenderError, RenderHooks, RenderOutput, RenderSpec};
+use crate::{
+    ImportLimits, PreparedScene, RenderError, RenderHooks, RenderOutput, RenderPlan, RenderSpec,
+};
 
 pub use cycles::{CyclesConfig, CyclesEngine, CyclesError, CyclesReport};
 
@@ -65,13 +69,32 @@ pub trait Engine: Send {
     /// Which engine this is.
     fn kind(&self) -> EngineKind;
 
-    /// Renders `model` as `spec` asks: every frame, denoised and encoded.
+    /// Renders `model` as the resolved `plan` says: every frame, denoised and encoded. The
+    /// caller resolves the plan once (with [`RenderSpec::resolve_for`] and this engine's kind)
+    /// and checks its limits against that same plan.
     fn render(
+        &mut self,
+        model: Model<'_>,
+        plan: &RenderPlan,
+        hooks: &dyn RenderHooks,
+    ) -> Result<RenderOutput, RenderError>;
+
+    /// One line on what the last render ran on, for people (the native engine: the scene's
+    /// parts and triangles; Cycles: Blender's version, device and worker start-up).
+    fn summary(&self) -> Option<String> {
+        None
+    }
+
+    /// Resolves `spec` for this engine and renders it (for callers with no limits to check).
+    fn render_spec(
         &mut self,
         model: Model<'_>,
         spec: &RenderSpec,
         hooks: &dyn RenderHooks,
-    ) -> Result<RenderOutput, RenderError>;
+    ) -> Result<RenderOutput, RenderError> {
+        let plan = spec.resolve_for(self.kind())?;
+        self.render(model, &plan, hooks)
+    }
 }
 
 /// Engine names as jobs and the CLI spell them.
@@ -86,6 +109,9 @@ pub enum EngineKind {
 }
 
 impl EngineKind {
+    /// Every engine, in the order error messages list them.
+    pub const ALL: [EngineKind; 2] = [EngineKind::Native, EngineKind::Cycles];
+
     pub fn as_str(self) -> &'static str {
         match self {
             EngineKind::Native => "native",
@@ -96,10 +122,20 @@ impl EngineKind {
     /// Starts an engine of this kind with its default configuration (for Cycles:
     /// [`CyclesConfig::from_env`], and the Blender process is started and handshaken now).
     pub fn start(self) -> Result<Box<dyn Engine>, RenderError> {
+        self.start_with(ImportLimits::default())
+    }
+
+    /// Starts an engine of this kind whose own imports (the native engine's) keep to `limits`.
+    pub fn start_with(self, limits: ImportLimits) -> Result<Box<dyn Engine>, RenderError> {
         Ok(match self {
-            EngineKind::Native => Box::new(NativeEngine::new()),
+            EngineKind::Native => Box::new(NativeEngine::with_limits(limits)),
             EngineKind::Cycles => Box::new(CyclesEngine::start(CyclesConfig::from_env())?),
         })
+    }
+
+    /// The engine names, comma-separated, for messages (`native, cycles`).
+    pub fn available() -> String {
+        EngineKind::ALL.map(EngineKind::as_str).join(", ")
     }
 }
 
@@ -125,7 +161,7 @@ impl FromStr for EngineKind {
 /// Engine-level failures (the engine itself, not the model or the spec).
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error("unknown render engine {name:?} (expected native or cycles)")]
+    #[error("unknown engine {name:?} (available: {})", EngineKind::available())]
     UnknownEngine { name: String },
     #[error("cannot read model {path}")]
     ModelUnreadable {
@@ -195,13 +231,23 @@ impl Engine for NativeEngine {
         EngineKind::Native
     }
 
+    fn summary(&self) -> Option<String> {
+        let (_, prepared) = self.cached.as_ref()?;
+        let scene = prepared.scene();
+        Some(format!(
+            "{} parts, {} meshes, {} triangles",
+            scene.instances.len(),
+            scene.meshes.len(),
+            scene.instanced_triangle_count()
+        ))
+    }
+
     fn render(
         &mut self,
         model: Model<'_>,
-        spec: &RenderSpec,
+        plan: &RenderPlan,
         hooks: &dyn RenderHooks,
     ) -> Result<RenderOutput, RenderError> {
-        spec.resolve()?;
         let bytes = model.bytes()?;
         let key = model_key(&bytes);
         let cached = matches!(&self.cached, Some((k, _)) if *k == key);
@@ -211,7 +257,7 @@ impl Engine for NativeEngine {
             self.cached = Some((key, prepared));
         }
         let (_, prepared) = self.cached.as_ref().expect("scene prepared above");
-        let mut out = prepared.render(spec, hooks)?;
+        let mut out = prepared.render_plan(plan, hooks)?;
         if cached {
             // This job paid no import and no build.
             out.timings.import = std::time::Duration::ZERO;
@@ -232,7 +278,8 @@ mod tests {
             " Cycles ".parse::<EngineKind>().unwrap(),
             EngineKind::Cycles
         );
-        assert!("eevee".parse::<EngineKind>().is_err());
+        let err = "eevee".parse::<EngineKind>().unwrap_err().to_string();
+        assert_eq!(err, "unknown engine \"eevee\" (available: native, cycles)");
         let json = serde_json::to_string(&EngineKind::Cycles).unwrap();
         assert_eq!(json, "\"cycles\"");
     }
