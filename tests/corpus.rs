@@ -497,9 +497,13 @@ fn envelope_cases(b: &mut Builder, q: Queue) {
         ),
     }
     let outside = format!("secrets/{}", q.input_file);
-    let outside_message = format!(
-        "object key {outside:?} is outside the allowed prefixes (inputs/, outputs/, cache/, models/)"
-    );
+    // The input is read under the function's read prefixes (`PrefixPolicy::for_function`).
+    let readable = match q.function {
+        "tessellate" => "inputs/, cache/tessellate/, models/",
+        _ => "inputs/, outputs/, cache/, models/",
+    };
+    let outside_message =
+        format!("object key {outside:?} is outside the prefixes this job may read ({readable})");
     for (short, key, expect) in [
         (
             "traversal-key",

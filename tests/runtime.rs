@@ -8,7 +8,7 @@ use lightbox_runtime::client::{Client, SubmitError};
 use lightbox_runtime::events::JobState;
 use lightbox_runtime::job::{Envelope, Function, JobId};
 use lightbox_runtime::locks::Locks;
-use lightbox_runtime::requests::TessellateRequest;
+use lightbox_runtime::requests::{ConvertRequest, ImageFormat, TessellateRequest};
 use lightbox_runtime::worker::{Handler, Job, Outcome, Worker};
 use lightbox_runtime::{JobError, ObjectKey};
 use lightbox_tests::{local_store, worker_config, NatsServer, TempDir};
@@ -590,14 +590,21 @@ async fn a_full_queue_refuses_new_jobs_with_a_clear_error() {
     setup.client.submit("tessellate", &other).await.unwrap();
 }
 
-/// A request for the handler that needs another job first.
-#[derive(Debug, Clone, Default, Deserialize, serde::Serialize)]
-#[serde(default)]
-struct ContinuingRequest {
-    /// The input the job run first is asked to read (`inputs/fail.step` makes it fail).
-    input: String,
-    /// Set on the continuation: the job that ran first.
-    first_done_by: Option<String>,
+/// The handler that needs another job first takes a real convert request, because a
+/// continuation is checked like a submitted job of its queue's function: `input` is what the job
+/// run first reads (`inputs/fail.step` makes it fail), and the continuation names the job that
+/// ran first in its `output` (`outputs/after/<id>.png`).
+type ContinuingRequest = ConvertRequest;
+
+fn continuing_request(input: &str) -> ContinuingRequest {
+    ConvertRequest {
+        input: ObjectKey::new(input).unwrap(),
+        output: None,
+        format: ImageFormat::Png,
+        quality: None,
+        lossless: false,
+        resize: None,
+    }
 }
 
 /// A convert-queue handler that runs a tessellate job first and finishes when continued.
@@ -615,20 +622,24 @@ impl Handler for ContinuingHandler {
     async fn handle(&self, job: Job<ContinuingRequest>) -> Result<Outcome, JobError> {
         self.runs.fetch_add(1, Ordering::SeqCst);
         let Job { request, ctx } = job;
-        if let Some(first) = &request.first_done_by {
+        if let Some(output) = &request.output {
+            let first = output
+                .as_str()
+                .trim_start_matches("outputs/after/")
+                .trim_end_matches(".png");
             return Ok(Outcome {
                 result: serde_json::json!({ "first": first }),
                 ..Outcome::default()
             });
         }
         let first = TessellateRequest {
-            input: ObjectKey::new(request.input.clone()).unwrap(),
+            input: request.input.clone(),
             output: None,
             linear_deflection: Some(0.001),
             angular_deflection: None,
         };
         let continued = |id: JobId| ContinuingRequest {
-            first_done_by: Some(id.to_string()),
+            output: Some(ObjectKey::new(format!("outputs/after/{id}.png")).unwrap()),
             ..request.clone()
         };
         let id = ctx.run_first(&first, continued).await?;
@@ -673,13 +684,7 @@ async fn a_job_runs_another_first_through_the_runtime_and_continues_with_the_new
     let worker = start_handler(&setup, "convert", continuing.clone()).await;
     let first_worker = start_handler(&setup, "tessellate", tessellate.clone()).await;
 
-    let envelope = Envelope::new(
-        Function::Convert,
-        ContinuingRequest {
-            input: "inputs/part.step".into(),
-            first_done_by: None,
-        },
-    );
+    let envelope = Envelope::new(Function::Convert, continuing_request("inputs/part.step"));
     let trace = lightbox_runtime::telemetry::TraceParent::parse(
         "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
     )
@@ -729,13 +734,7 @@ async fn a_job_runs_another_first_through_the_runtime_and_continues_with_the_new
     assert_eq!(jobs_left(&setup.client).await, 0);
 
     // When the job run first fails for good, the job that waited for it fails with the reason.
-    let doomed = Envelope::new(
-        Function::Convert,
-        ContinuingRequest {
-            input: "inputs/fail.step".into(),
-            first_done_by: None,
-        },
-    );
+    let doomed = Envelope::new(Function::Convert, continuing_request("inputs/fail.step"));
     setup.client.submit("convert", &doomed).await.unwrap();
     let event = setup
         .client

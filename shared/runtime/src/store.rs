@@ -109,11 +109,11 @@ impl PrefixPolicy {
         let list = |prefixes: &[&str]| prefixes.iter().map(|p| (*p).to_owned()).collect();
         match function {
             Function::Convert | Function::Render => Self {
-                read: list(&["inputs/", "models/", "outputs/", "cache/"]),
+                read: list(&["inputs/", "outputs/", "cache/", "models/"]),
                 write: list(&["outputs/"]),
             },
             Function::Tessellate => Self {
-                read: list(&["inputs/", "models/", "cache/tessellate/"]),
+                read: list(&["inputs/", "cache/tessellate/", "models/"]),
                 write: list(&["cache/tessellate/", "outputs/"]),
             },
         }
