@@ -204,6 +204,22 @@ fn bundle_gltf_files(model: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
     pack_glb(&bytes, &folder, &render_runtime::ImportLimits::default()).with_context(loading)
 }
 
+/// A USD stage with the layers and textures it names (sublayers, references, payloads in every
+/// variant, texture files) read from its folder, as one package; a stage that names no file
+/// is returned as it is. The function fetches the same files from beside the model's key.
+fn bundle_usd_files(model: &Path, bytes: Vec<u8>) -> Result<Vec<u8>> {
+    let folder = render_runtime::scene::DirResources::beside(model)
+        .with_context(|| format!("opening the folder of {}", model.display()))?;
+    let name = model.file_name().and_then(|n| n.to_str());
+    render_runtime::scene::usd_files::bundle_usd(
+        name,
+        bytes,
+        &folder,
+        &render_runtime::ImportLimits::default(),
+    )
+    .with_context(|| format!("loading {}", model.display()))
+}
+
 /// Runs `lightbox render` locally.
 pub fn run(args: &RenderArgs) -> Result<()> {
     let plan = plan_from_args(args)?;
@@ -213,7 +229,7 @@ pub fn run(args: &RenderArgs) -> Result<()> {
     let (bytes, kind) = match kind {
         ModelKind::Step => (tessellate(args, &bytes)?, ModelKind::Glb),
         ModelKind::Glb => (bundle_gltf_files(&args.model, bytes)?, kind),
-        ModelKind::Usd => (bytes, kind),
+        ModelKind::Usd => (bundle_usd_files(&args.model, bytes)?, kind),
     };
     let mut engine = args
         .engine

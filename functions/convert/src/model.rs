@@ -116,8 +116,8 @@ pub fn import_model(
     import_model_with(bytes, &NoResources, limits)
 }
 
-/// Reads a model, with the files a `.gltf` refers to (buffers, images) read from `resources`
-/// (the model's folder for a local file).
+/// Reads a model, with the files a `.gltf` refers to (buffers, images) or a USD stage names
+/// (layers, textures) read from `resources` (the model's folder for a local file).
 pub fn import_model_with(
     bytes: &[u8],
     resources: &dyn Resources,
@@ -127,8 +127,12 @@ pub fn import_model_with(
     let scene = match input {
         ModelFormat::Glb => import_gltf_with_resources(bytes, resources, limits)?,
         ModelFormat::Usda | ModelFormat::Usdc | ModelFormat::Usdz => {
+            // The layers and textures the stage names, read from `resources`, travel with it as
+            // one package.
+            let bundled =
+                lightbox_scene::usd_files::bundle_usd(None, bytes.to_vec(), resources, limits)?;
             // In a child process where the binary serves one (the convert worker does).
-            lightbox_scene::usd_isolate::import_usd(bytes, limits)?
+            lightbox_scene::usd_isolate::import_usd(&bundled, limits)?
         }
     };
     Ok((scene, input))

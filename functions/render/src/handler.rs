@@ -104,6 +104,9 @@ impl Handler for RenderHandler {
             .await?;
         // A .gltf's buffers and images are fetched from beside it and bundled into one GLB.
         let model = crate::gltf_files::bundle(&ctx, &key, kind, model, &self.limits.import).await?;
+        // So are the layers and textures a USD stage names, packaged with it into one usdz.
+        let model =
+            crate::source::bundle_usd_files(&ctx, &key, kind, model, &self.limits.import).await?;
         let fetch_ms = fetch_start.elapsed().as_secs_f64() * 1000.0;
         info!(source = source.as_str(), model = %key, bytes = model.len(), "rendering");
 

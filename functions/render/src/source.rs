@@ -99,6 +99,84 @@ pub(crate) async fn resolve_source(
     }
 }
 
+/// A USD stage whose layers and textures are files beside it (sublayers, references, payloads
+/// in every variant, texture files): each is fetched from the store under the model's key
+/// prefix (`shots/a/shot.usda` names `shots/a/props/board.usda` as `props/board.usda`, and never
+/// a key outside that prefix), within the import's resource limits, and packaged with the stage
+/// into one in-memory usdz (`lightbox_scene::usd_files`). A stage that names no file, and any
+/// model that is not a USD layer, is returned as it is.
+pub(crate) async fn bundle_usd_files(
+    ctx: &JobContext,
+    key: &ObjectKey,
+    kind: ModelKind,
+    model: bytes::Bytes,
+    limits: &render_runtime::ImportLimits,
+) -> Result<bytes::Bytes, JobError> {
+    use lightbox_runtime::StoreError;
+    use render_runtime::scene::resources::ResourceError;
+    use render_runtime::scene::usd_files::{UsdFileCollector, UsdFileLimits};
+    use render_runtime::UsdEncoding;
+
+    if kind != ModelKind::Usd
+        || !matches!(
+            UsdEncoding::sniff(&model),
+            Some(UsdEncoding::Usda | UsdEncoding::Usdc)
+        )
+    {
+        return Ok(model);
+    }
+    let invalid = |err: render_runtime::UsdImportError| {
+        JobError::permanent(format!(
+            "model {key}: {}",
+            lightbox_runtime::error::error_chain(&err)
+        ))
+    };
+    let (prefix, name) = match key.as_str().rsplit_once('/') {
+        Some((prefix, name)) => (Some(prefix), name),
+        None => (None, key.as_str()),
+    };
+    let limits = UsdFileLimits::for_import(limits);
+    let mut collector =
+        UsdFileCollector::new(name, Vec::from(model.clone()), limits).map_err(invalid)?;
+    let mut fetched = 0usize;
+    while let Some(request) = collector.next_request() {
+        let path = request.path.as_str();
+        let sibling = match prefix {
+            Some(prefix) => format!("{prefix}/{path}"),
+            None => path.to_owned(),
+        };
+        let result = match ObjectKey::new(sibling.clone()) {
+            Err(err) => Err(ResourceError::Refused {
+                uri: path.to_owned(),
+                reason: err.reason,
+            }),
+            Ok(sibling_key) => match ctx.store.get(&sibling_key, Some(request.max_bytes)).await {
+                Ok(bytes) => {
+                    fetched += 1;
+                    Ok(Vec::from(bytes))
+                }
+                Err(StoreError::NotFound { .. }) => Err(ResourceError::NotFound {
+                    path: path.to_owned(),
+                    looked_for: sibling,
+                }),
+                Err(StoreError::TooLarge { size, limit, .. }) => Err(ResourceError::TooLarge {
+                    path: path.to_owned(),
+                    size,
+                    limit,
+                }),
+                // A store that fails now may answer later: the job's retry class decides.
+                Err(err) => return Err(err.into()),
+            },
+        };
+        collector.provide(result).map_err(invalid)?;
+    }
+    let files = collector.finish();
+    if fetched > 0 {
+        info!(model = %key, files = fetched, bytes = files.total_bytes(), "fetched the files the USD stage names");
+    }
+    Ok(bytes::Bytes::from(files.into_model_bytes()))
+}
+
 /// Asks the runtime to run a tessellate job that writes the cached GLB and then continues this
 /// render job, naming the tessellate job in the continued request.
 async fn request_tessellation(

@@ -5,8 +5,8 @@
 //! index data is written once and shared, so meshes that differ only in material (a part placed
 //! once in another colour) share their geometry. [`GlbOptions`] adds what model writers need:
 //! a generator name, a root node (the turn from a Z-up model frame to glTF's Y-up) and 16-bit
-//! indices where they fit. Textures are not exported (generated and tessellated models use
-//! factors only).
+//! indices where they fit. Material textures are written as PNG images in the binary chunk,
+//! baked for the slot glTF reads them in (see [`crate::glb_textures`]).
 //!
 //! ```
 //! use lightbox_scene::export::{export_glb_with, read_glb_container, GlbOptions, RootNode};
@@ -36,6 +36,7 @@ use std::hash::{Hash, Hasher};
 
 use serde_json::{json, Value};
 
+use super::glb_textures::GlbTextures;
 use super::{AlphaMode, Scene};
 
 /// `glTF` magic, container version 2, and the two chunk types.
@@ -177,6 +178,18 @@ struct Buffers {
 }
 
 impl Buffers {
+    /// A buffer view of `bytes` with no target (an image).
+    fn view(&mut self, bytes: Vec<u8>) -> usize {
+        while !self.bin.len().is_multiple_of(4) {
+            self.bin.push(0);
+        }
+        let offset = self.bin.len();
+        self.bin.extend_from_slice(&bytes);
+        self.views
+            .push(json!({"buffer": 0, "byteOffset": offset, "byteLength": bytes.len()}));
+        self.views.len() - 1
+    }
+
     fn accessor(&mut self, bytes: Vec<u8>, target: u32, description: Value) -> usize {
         let mut hasher = std::collections::hash_map::DefaultHasher::new();
         target.hash(&mut hasher);
@@ -252,13 +265,14 @@ pub fn export_glb_with(scene: &Scene, options: &GlbOptions) -> Result<Vec<u8>, G
             );
             attributes["NORMAL"] = json!(n);
         }
-        if let Some(uvs) = &mesh.uvs {
+        for (uvs, attribute) in [(&mesh.uvs, "TEXCOORD_0"), (&mesh.uvs1, "TEXCOORD_1")] {
+            let Some(uvs) = uvs else { continue };
             let t = buffers.accessor(
                 f32_bytes(uvs.iter().flatten().copied()),
                 ARRAY_BUFFER,
                 json!({"componentType": FLOAT, "count": uvs.len(), "type": "VEC2"}),
             );
-            attributes["TEXCOORD_0"] = json!(t);
+            attributes[attribute] = json!(t);
         }
         let short_indices = options.index_width == IndexWidth::Smallest
             && mesh.positions.len() <= u16::MAX as usize;
@@ -300,6 +314,7 @@ pub fn export_glb_with(scene: &Scene, options: &GlbOptions) -> Result<Vec<u8>, G
         meshes.push(m);
     }
 
+    let mut textures = GlbTextures::default();
     let materials: Vec<Value> = scene
         .materials
         .iter()
@@ -323,8 +338,13 @@ pub fn export_glb_with(scene: &Scene, options: &GlbOptions) -> Result<Vec<u8>, G
             if let Some(name) = &mat.name {
                 m["name"] = json!(name);
             }
+            textures.material(&mut m, mat, &scene.textures);
             m
         })
+        .collect();
+    let image_views: Vec<usize> = std::mem::take(&mut textures.images)
+        .into_iter()
+        .map(|png| buffers.view(png))
         .collect();
 
     let mut nodes: Vec<Value> = scene
@@ -378,6 +398,7 @@ pub fn export_glb_with(scene: &Scene, options: &GlbOptions) -> Result<Vec<u8>, G
     if !materials.is_empty() {
         doc["materials"] = json!(materials);
     }
+    textures.write(&mut doc, &image_views);
     let json_bytes =
         serde_json::to_vec(&doc).expect("json serialisation of plain values cannot fail");
     write_glb_container(&json_bytes, &bin)

@@ -11,6 +11,7 @@
 pub mod budget;
 mod draco;
 pub mod export;
+mod glb_textures;
 pub mod gltf;
 pub mod gltf_decode;
 pub mod gltf_material;
@@ -21,7 +22,10 @@ pub mod resources;
 pub mod tangents;
 pub mod texture;
 pub mod usd;
+pub mod usd_files;
+pub mod usd_gprims;
 pub mod usd_isolate;
+pub mod usd_material;
 pub mod usd_write;
 pub mod usdc_guard;
 

@@ -35,7 +35,7 @@
 //! assert_eq!(scene.instanced_triangle_count(), 1);
 //! ```
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Seek, SeekFrom};
 use std::sync::Arc;
 
@@ -44,10 +44,12 @@ use openusd::sdf::{self, Value};
 use openusd::usd::{Prim, Stage};
 use openusd::{ar, gf};
 
-use super::budget::{MemoryEstimate, OverBudget};
+use super::budget::{MemoryEstimate, OverBudget, VertexExtras};
 use super::gltf::{generate_smooth_normals, ImportLimits};
+use super::usd_gprims::{Axis, Gprim};
+use super::usd_material::{MaterialReader, TextureFiles};
 use super::usdc_guard;
-use super::{AlphaMode, Instance, Material, Mesh, Scene};
+use super::{Instance, Material, Mesh, Scene};
 use crate::math::{Affine, Vec3};
 
 /// Why a USD file could not be imported. Errors inside the scene name the prim path.
@@ -119,11 +121,31 @@ pub fn import_usd(bytes: &[u8]) -> Result<Scene, UsdImportError> {
     import_usd_with_limits(bytes, &ImportLimits::default())
 }
 
-/// Imports USD bytes under the given size guards.
+/// Imports USD bytes under the given size guards. What the import had to leave out (a missing
+/// texture, a binding to a material that does not exist) is written to stderr as a warning;
+/// [`import_usd_report`] returns it instead.
 pub fn import_usd_with_limits(
     bytes: &[u8],
     limits: &ImportLimits,
 ) -> Result<Scene, UsdImportError> {
+    let report = import_usd_report(bytes, limits)?;
+    for warning in &report.warnings {
+        eprintln!("warning: usd import: {warning}");
+    }
+    Ok(report.scene)
+}
+
+/// A USD import's scene and what it had to leave out.
+#[derive(Clone, Debug)]
+pub struct UsdImport {
+    pub scene: Scene,
+    /// One line per fallback taken (a texture that could not be read, a binding to a missing
+    /// material, a shader input the scene model has no slot for), naming the prim or file.
+    pub warnings: Vec<String>,
+}
+
+/// Imports USD bytes under the given size guards, returning the warnings with the scene.
+pub fn import_usd_report(bytes: &[u8], limits: &ImportLimits) -> Result<UsdImport, UsdImportError> {
     let encoding = UsdEncoding::sniff(bytes).ok_or_else(|| UsdImportError::NotUsd {
         reason: "expected '#usda', 'PXR-USDC' or a zip package at the start".into(),
     })?;
@@ -152,26 +174,22 @@ fn import_stage(
     bytes: Arc<[u8]>,
     encoding: UsdEncoding,
     limits: &ImportLimits,
-) -> Result<Scene, UsdImportError> {
-    let root = format!("{MEMORY_ROOT}/model.{}", encoding.extension());
-    let resolver = MemoryResolver {
-        root: root.clone(),
-        bytes,
-        budget: limits.memory_budget,
-    };
+) -> Result<UsdImport, UsdImportError> {
+    let names = FileNames::for_model(&bytes, encoding);
+    let (resolver, root) = MemoryResolver::single(bytes, encoding, limits.memory_budget);
+    // Textures are read through the same namespace the stage resolved them in.
+    let texture_files = resolver.clone();
     let stage = Stage::builder()
         .resolver(resolver)
-        .open(&root)
+        .open(&root.to_string_lossy())
         .map_err(|e| UsdImportError::Open {
             reason: format!("{e:#}"),
         })?;
     if let Some(first) = stage.composition_errors().into_iter().next() {
-        return Err(UsdImportError::Composition {
-            reason: first.to_string(),
-        });
+        return Err(composition_error(&names, &first));
     }
 
-    let mut importer = Importer::new(&stage, limits)?;
+    let mut importer = Importer::new(&stage, limits, &texture_files)?;
     let root_prim = stage.prim(sdf::Path::abs_root());
     let children = root_prim
         .children()
@@ -188,10 +206,9 @@ fn import_stage(
     }
     // References resolve lazily while prims are composed, so look again after the walk.
     if let Some(first) = stage.composition_errors().into_iter().next() {
-        return Err(UsdImportError::Composition {
-            reason: first.to_string(),
-        });
+        return Err(composition_error(&names, &first));
     }
+    let warnings = std::mem::take(&mut importer.warnings);
     let mut scene = importer.scene;
     if scene.instances.is_empty() {
         return Err(UsdImportError::Empty);
@@ -199,7 +216,7 @@ fn import_stage(
     if scene.materials.is_empty() {
         scene.materials.push(default_material());
     }
-    Ok(scene)
+    Ok(UsdImport { scene, warnings })
 }
 
 /// Where in-memory layers live in the resolver's namespace. Not a real directory: the resolver
@@ -207,6 +224,7 @@ fn import_stage(
 const MEMORY_ROOT: &str = "/lightbox-memory";
 
 /// An asset resolver that serves one in-memory root layer (or package) and nothing else.
+#[derive(Clone)]
 pub struct MemoryResolver {
     root: String,
     bytes: Arc<[u8]>,
@@ -255,26 +273,64 @@ impl ar::Asset for SharedAsset {
     }
 }
 
-/// Joins `relative` onto the directory `dir` (both '/'-separated), folding `.` and `..`.
+/// Joins `relative` onto the directory `dir` (both '/'-separated), folding `.` and `..`. A path
+/// that climbs above `dir`'s root keeps its leading `..` segments, so it names nothing in the
+/// model and composition reports it.
 fn join_relative(dir: &str, relative: &str) -> String {
     let mut parts: Vec<&str> = if relative.starts_with('/') {
         Vec::new()
     } else {
         dir.split('/').filter(|s| !s.is_empty()).collect()
     };
+    let mut above_root = 0usize;
     for part in relative.split('/') {
         match part {
             "" | "." => {}
             ".." => {
-                parts.pop();
+                if parts.pop().is_none() {
+                    above_root += 1;
+                }
             }
             p => parts.push(p),
         }
     }
-    parts.join("/")
+    let mut out: Vec<&str> = std::iter::repeat_n("..", above_root).collect();
+    out.extend(parts);
+    out.join("/")
 }
 
 impl MemoryResolver {
+    /// A resolver serving `bytes` alone as a root layer of `encoding`, and the path to open it.
+    pub(crate) fn single(
+        bytes: Arc<[u8]>,
+        encoding: UsdEncoding,
+        budget: u64,
+    ) -> (MemoryResolver, ar::ResolvedPath) {
+        let root = format!("{MEMORY_ROOT}/model.{}", encoding.extension());
+        let resolved = ar::ResolvedPath::new(&root);
+        (
+            MemoryResolver {
+                root,
+                bytes,
+                budget,
+            },
+            resolved,
+        )
+    }
+
+    /// Reads a file the stage resolved (a texture): the root itself or a file in its package.
+    fn read_resolved(&self, resolved: &str) -> io::Result<Vec<u8>> {
+        if let Some((package, inner)) = ar::split_package_relative_path_outer(resolved) {
+            if package == self.root && !ar::is_package_relative_path(&inner) {
+                return self.package_entry(&inner);
+            }
+        }
+        Err(io::Error::new(
+            io::ErrorKind::NotFound,
+            format!("{resolved} is not part of the imported model"),
+        ))
+    }
+
     fn package_entry(&self, inner: &str) -> io::Result<Vec<u8>> {
         let mut archive = zip::ZipArchive::new(SharedAsset {
             bytes: self.bytes.clone(),
@@ -309,6 +365,12 @@ impl MemoryResolver {
         .map(|mut a| a.by_name(inner).is_ok())
         // An unreadable package is "present" so that opening it reports the real zip error.
         .unwrap_or(true)
+    }
+}
+
+impl TextureFiles for MemoryResolver {
+    fn read(&self, resolved: &str) -> Result<Vec<u8>, String> {
+        self.read_resolved(resolved).map_err(|e| e.to_string())
     }
 }
 
@@ -397,6 +459,145 @@ impl ar::Resolver for MemoryResolver {
     }
 }
 
+/// How the files of the imported model are named in messages.
+struct FileNames {
+    /// The root layer's path inside its package, or "the root layer" for a bare layer.
+    root: String,
+}
+
+impl FileNames {
+    fn for_model(bytes: &Arc<[u8]>, encoding: UsdEncoding) -> FileNames {
+        let packaged = (encoding == UsdEncoding::Usdz)
+            .then(|| {
+                let archive = zip::ZipArchive::new(SharedAsset {
+                    bytes: bytes.clone(),
+                    pos: 0,
+                })
+                .ok()?;
+                let first = archive
+                    .file_names()
+                    .find(|n| n.ends_with(".usd") || n.ends_with(".usda") || n.ends_with(".usdc"))
+                    .map(str::to_owned);
+                first
+            })
+            .flatten();
+        FileNames {
+            root: packaged
+                .filter(|name| !name.starts_with(super::usd_files::UNNAMED_ROOT))
+                .unwrap_or_else(|| "the root layer".into()),
+        }
+    }
+
+    /// A layer identifier in this importer's namespace as people know the file: its path
+    /// inside the model (`parts/bolt.usda`).
+    fn display(&self, identifier: &str) -> String {
+        let Some(rest) = identifier.strip_prefix(MEMORY_ROOT) else {
+            return identifier.to_owned();
+        };
+        let rest = rest.trim_start_matches('/');
+        if let Some((package, inner)) = ar::split_package_relative_path_outer(rest) {
+            if package.starts_with("model.") && !package.contains('/') {
+                return inner;
+            }
+        }
+        if rest.starts_with("model.") && !rest.contains('/') {
+            return self.root.clone();
+        }
+        rest.to_owned()
+    }
+
+    /// The folder of a layer, as [`join_relative`] takes it (inside the package for a packaged
+    /// layer).
+    fn dir(&self, identifier: &str) -> String {
+        let shown = self.display(identifier);
+        shown
+            .rsplit_once('/')
+            .map(|(d, _)| d.to_owned())
+            .unwrap_or_default()
+    }
+}
+
+fn arc_name(arc: &openusd::pcp::ArcType) -> &'static str {
+    use openusd::pcp::ArcType;
+    match arc {
+        ArcType::Reference => "reference",
+        ArcType::Payload => "payload",
+        ArcType::Inherit => "inherit",
+        ArcType::Specialize => "specialize",
+        ArcType::Variant => "variant",
+        ArcType::Relocate => "relocate",
+        ArcType::Root => "layer",
+    }
+}
+
+/// Why a file the stage names cannot be had, naming the file, the arc and the layer.
+fn missing_file(names: &FileNames, file: &str, what: &str, introduced_by: &str) -> String {
+    let why = if file == ".." || file.starts_with("../") || file.starts_with('/') {
+        "is outside the model's folder (only files beside the model are read)"
+    } else {
+        "is missing"
+    };
+    format!(
+        "file {file} {why}: {what} in {}",
+        names.display(introduced_by)
+    )
+}
+
+/// A composition error in the words of the model's own files.
+fn composition_error(names: &FileNames, err: &openusd::pcp::Error) -> UsdImportError {
+    use openusd::pcp::Error as E;
+    let reason = match err {
+        E::UnresolvedLayer {
+            asset_path,
+            arc,
+            introduced_by,
+            site_path,
+        } => missing_file(
+            names,
+            &names.display(asset_path),
+            &format!("named by the {} on {site_path}", arc_name(arc)),
+            introduced_by,
+        ),
+        E::UnresolvedSublayer {
+            asset_path,
+            introduced_by,
+        } => {
+            let file = if asset_path.starts_with('/') {
+                asset_path.clone()
+            } else {
+                join_relative(&names.dir(introduced_by), asset_path)
+            };
+            let file = file
+                .strip_prefix(MEMORY_ROOT)
+                .map(|f| f.trim_start_matches('/').to_owned())
+                .unwrap_or(file);
+            missing_file(names, &file, "named as a sublayer", introduced_by)
+        }
+        E::MalformedLayer {
+            asset_path,
+            arc,
+            introduced_by,
+            site_path,
+            reason,
+        } => format!(
+            "cannot read {} (named by the {} on {site_path} in {}): {reason}",
+            names.display(asset_path),
+            arc_name(arc),
+            names.display(introduced_by)
+        ),
+        E::MalformedSublayer {
+            asset_path,
+            introduced_by,
+            reason,
+        } => format!(
+            "cannot read {asset_path} (a sublayer of {}): {reason}",
+            names.display(introduced_by)
+        ),
+        other => other.to_string(),
+    };
+    UsdImportError::Composition { reason }
+}
+
 fn prim_error(path: &sdf::Path, e: impl std::fmt::Display) -> UsdImportError {
     UsdImportError::Prim {
         prim: path.as_str().to_string(),
@@ -450,10 +651,24 @@ struct Importer<'s> {
     /// Memory the scene will need, checked against the budget as meshes and placements are read,
     /// before each mesh is triangulated and before the acceleration structure is built.
     estimate: MemoryEstimate,
+    reader: MaterialReader<'s>,
+    /// Material index -> the primvars its UV sets 0 and 1 read.
+    material_uv_primvars: HashMap<u32, Vec<String>>,
+    /// Materials whose diffuse colour is the gprim's displayColor.
+    display_color_driven: HashSet<u32>,
+    /// (displayColor-driven material, colour bits) -> the material with that colour.
+    tinted_materials: HashMap<(u32, [u32; 3]), u32>,
+    /// Bound material paths that do not exist (warned about once).
+    missing_materials: HashSet<String>,
+    warnings: Vec<String>,
 }
 
 impl<'s> Importer<'s> {
-    fn new(stage: &'s Stage, limits: &'s ImportLimits) -> Result<Importer<'s>, UsdImportError> {
+    fn new(
+        stage: &'s Stage,
+        limits: &'s ImportLimits,
+        texture_files: &'s dyn TextureFiles,
+    ) -> Result<Importer<'s>, UsdImportError> {
         let meta_error = |field: &str, e: anyhow::Error| UsdImportError::Prim {
             prim: "/".into(),
             reason: format!("stage metadata {field}: {e}"),
@@ -504,6 +719,12 @@ impl<'s> Importer<'s> {
             estimate: MemoryEstimate::default(),
             instanced_triangles: 0,
             visited: 0,
+            reader: MaterialReader::new(stage, texture_files, limits),
+            material_uv_primvars: HashMap::new(),
+            display_color_driven: HashSet::new(),
+            tinted_materials: HashMap::new(),
+            missing_materials: HashSet::new(),
+            warnings: Vec::new(),
         })
     }
 
@@ -556,9 +777,11 @@ impl<'s> Importer<'s> {
         if token_attr(prim, "visibility").map_err(err)?.as_deref() == Some("invisible") {
             return Ok(());
         }
-        if matches!(
+        // A final render draws the default and render purposes (guide, proxy and anything
+        // else are not drawn, as usd-core's render-purpose traversal has it).
+        if !matches!(
             token_attr(prim, "purpose").map_err(err)?.as_deref(),
-            Some("guide" | "proxy")
+            None | Some("default" | "render")
         ) {
             return Ok(());
         }
@@ -583,7 +806,8 @@ impl<'s> Importer<'s> {
         };
 
         match type_name {
-            "Mesh" => {
+            "Mesh" | "Cube" | "Sphere" | "Cylinder" | "Cylinder_1" | "Cone" | "Capsule"
+            | "Capsule_1" | "Plane" => {
                 if let Some(mesh) = self.mesh(prim, material)? {
                     self.place(mesh, world, &path, collect, out)?;
                 }
@@ -880,26 +1104,45 @@ impl<'s> Importer<'s> {
         if let Some(&m) = self.materials.get(&key) {
             return Ok(Some(m));
         }
-        let surface = openusd::schemas::shade::read_preview_surface(self.stage, &target)
-            .map_err(|e| prim_error(&target, format!("{e:#}")))?;
-        let material = match surface {
-            Some(s) => preview_surface_material(&s, target.name()),
-            None => {
-                // A material we cannot read (no UsdPreviewSurface) still gets a neutral look,
-                // and a binding to nothing is reported.
-                if !self.stage.prim(target.clone()).is_valid().unwrap_or(false) {
-                    return Err(prim_error(
-                        &path,
-                        format!("material:binding targets {key}, which does not exist"),
-                    ));
+        if self.missing_materials.contains(&key) {
+            return Ok(None);
+        }
+        if !self.stage.prim(target.clone()).is_valid().unwrap_or(false) {
+            // Viewers draw the prim with its fallback look; so do we, and say so.
+            self.warnings.push(format!(
+                "prim {}: material:binding targets {key}, which does not exist; the prim's \
+                 displayColor or the default material is used",
+                path.as_str()
+            ));
+            self.missing_materials.insert(key);
+            return Ok(None);
+        }
+        let read = self.reader.read(
+            &target,
+            &mut self.scene,
+            &mut self.estimate,
+            &mut self.warnings,
+        )?;
+        let idx = match read {
+            Some(read) => {
+                let idx = self.scene.add_material(read.material);
+                self.material_uv_primvars.insert(idx, read.uv_primvars);
+                if read.diffuse_from_display_color {
+                    self.display_color_driven.insert(idx);
                 }
-                Material {
+                idx
+            }
+            None => {
+                // A material we cannot read (no UsdPreviewSurface) still gets a neutral look.
+                self.warnings.push(format!(
+                    "material {key} has no UsdPreviewSurface surface; a neutral grey is used"
+                ));
+                self.scene.add_material(Material {
                     name: target.name().map(str::to_owned),
                     ..default_material()
-                }
+                })
             }
         };
-        let idx = self.scene.add_material(material);
         self.materials.insert(key, idx);
         Ok(Some(idx))
     }
@@ -947,12 +1190,207 @@ impl<'s> Importer<'s> {
         Ok(idx)
     }
 
+    /// The material a whole gprim is drawn with: its own binding, else its ancestors', else its
+    /// `primvars:displayColor`, else the default. A bound material whose diffuse colour reads
+    /// displayColor gets the gprim's colour.
+    fn base_material(
+        &mut self,
+        prim: &Prim,
+        inherited: Option<u32>,
+    ) -> Result<u32, UsdImportError> {
+        let path = prim.path().clone();
+        let err = |e: anyhow::Error| prim_error(&path, format!("{e:#}"));
+        let display_color = match primvar(prim, "primvars:displayColor").map_err(err)? {
+            Some(p) => vec3_array(&p.value).and_then(|v| v.first().copied()),
+            None => None,
+        }
+        .filter(|c| c.iter().all(|v| v.is_finite()));
+        if let Some(m) = self.bound_material(prim)?.or(inherited) {
+            if !self.display_color_driven.contains(&m) {
+                return Ok(m);
+            }
+            let Some(color) = display_color else {
+                return Ok(m);
+            };
+            let key = (m, color.map(f32::to_bits));
+            if let Some(&tinted) = self.tinted_materials.get(&key) {
+                return Ok(tinted);
+            }
+            let mut material = self.scene.materials[m as usize].clone();
+            material.base_color[..3].copy_from_slice(&color.map(|v| v.clamp(0.0, 1.0)));
+            let tinted = self.scene.add_material(material);
+            if let Some(names) = self.material_uv_primvars.get(&m).cloned() {
+                self.material_uv_primvars.insert(tinted, names);
+            }
+            self.tinted_materials.insert(key, tinted);
+            return Ok(tinted);
+        }
+        if let Some(c) = display_color {
+            return Ok(self.display_color_material(c));
+        }
+        Ok(self.default_material_index())
+    }
+
+    /// Tangents for a mesh whose materials read a normal map, from the normal map's UV set.
+    fn add_tangents(&mut self, mesh: &mut Mesh) -> Result<(), UsdImportError> {
+        let mut used: Vec<u32> = mesh.triangle_materials.clone();
+        used.sort_unstable();
+        used.dedup();
+        let normal_set = used.iter().find_map(|&m| {
+            let material = &self.scene.materials[m as usize];
+            material
+                .normal_texture
+                .as_ref()
+                .or(material
+                    .clearcoat
+                    .as_ref()
+                    .and_then(|c| c.normal_texture.as_ref()))
+                .map(|t| t.uv_set)
+        });
+        if let Some(set) = normal_set {
+            if mesh.uv_set(set).is_some() {
+                self.estimate.add_vertex_extras(
+                    mesh.positions.len() as u64,
+                    VertexExtras {
+                        second_uv_set: mesh.uvs1.is_some(),
+                        tangents: true,
+                    },
+                );
+                self.estimate.check(self.limits.memory_budget)?;
+                mesh.generate_tangents(set);
+            }
+        }
+        Ok(())
+    }
+
+    /// Tessellates an implicit surface (`Cube`, `Sphere`, ...) with its authored dimensions or
+    /// the schema's fallbacks.
+    fn convert_gprim(
+        &mut self,
+        prim: &Prim,
+        type_name: &str,
+        inherited: Option<u32>,
+    ) -> Result<Option<Mesh>, UsdImportError> {
+        let path = prim.path().clone();
+        let err = |e: anyhow::Error| prim_error(&path, format!("{e:#}"));
+        let number = |name: &str, fallback: f64| -> Result<f64, UsdImportError> {
+            match prim.attribute(name).get::<Value>().map_err(err)? {
+                Some(v) => {
+                    scalar(&v).ok_or_else(|| prim_error(&path, format!("{name} is not a number")))
+                }
+                None => Ok(fallback),
+            }
+        };
+        let axis = match token_attr(prim, "axis").map_err(err)? {
+            None => Axis::Z,
+            Some(t) => Axis::from_token(&t).ok_or_else(|| {
+                prim_error(&path, format!("axis {t:?} must be \"X\", \"Y\" or \"Z\""))
+            })?,
+        };
+        let shape = match type_name {
+            "Cube" => Gprim::Cube {
+                size: number("size", 2.0)?,
+            },
+            "Sphere" => Gprim::Sphere {
+                radius: number("radius", 1.0)?,
+            },
+            "Cylinder" => {
+                let radius = number("radius", 1.0)?;
+                Gprim::Cylinder {
+                    radius_bottom: radius,
+                    radius_top: radius,
+                    height: number("height", 2.0)?,
+                    axis,
+                }
+            }
+            "Cylinder_1" => Gprim::Cylinder {
+                radius_bottom: number("radiusBottom", 1.0)?,
+                radius_top: number("radiusTop", 1.0)?,
+                height: number("height", 2.0)?,
+                axis,
+            },
+            "Cone" => Gprim::Cone {
+                radius: number("radius", 1.0)?,
+                height: number("height", 2.0)?,
+                axis,
+            },
+            "Capsule" => {
+                let radius = number("radius", 0.5)?;
+                Gprim::Capsule {
+                    radius_bottom: radius,
+                    radius_top: radius,
+                    height: number("height", 1.0)?,
+                    axis,
+                }
+            }
+            "Capsule_1" => Gprim::Capsule {
+                radius_bottom: number("radiusBottom", 0.5)?,
+                radius_top: number("radiusTop", 0.5)?,
+                height: number("height", 1.0)?,
+                axis,
+            },
+            "Plane" => Gprim::Plane {
+                width: number("width", 2.0)?,
+                length: number("length", 2.0)?,
+                axis,
+            },
+            other => {
+                return Err(prim_error(
+                    &path,
+                    format!("{other} is not an implicit surface"),
+                ))
+            }
+        };
+        if !shape.is_valid() {
+            return Err(prim_error(
+                &path,
+                format!("{type_name} dimensions must be finite and not negative: {shape:?}"),
+            ));
+        }
+        let tessellation = shape.tessellate();
+        self.estimate.add_mesh(
+            tessellation.positions.len() as u64,
+            tessellation.triangles.len() as u64,
+        );
+        self.estimate.check(self.limits.memory_budget)?;
+        let material = self.base_material(prim, inherited)?;
+        let left_handed =
+            token_attr(prim, "orientation").map_err(err)?.as_deref() == Some("leftHanded");
+        let mut mesh = Mesh {
+            name: path.name().map(str::to_owned),
+            positions: tessellation.positions,
+            normals: Some(tessellation.normals),
+            triangle_materials: vec![material; tessellation.triangles.len()],
+            triangles: tessellation.triangles,
+            ..Mesh::default()
+        };
+        if left_handed {
+            // The shape is the same; only which side is the front changes.
+            for tri in &mut mesh.triangles {
+                tri.swap(1, 2);
+            }
+        }
+        if mesh.triangles.is_empty() {
+            return Ok(None);
+        }
+        mesh.update_bounds();
+        Ok(Some(mesh))
+    }
+
     fn convert_mesh(
         &mut self,
         prim: &Prim,
         inherited: Option<u32>,
     ) -> Result<Option<Mesh>, UsdImportError> {
         let path = prim.path().clone();
+        let type_name = prim
+            .type_name()
+            .map_err(|e| prim_error(&path, format!("{e:#}")))?;
+        if let Some(t) = type_name.as_ref().map(|t| t.as_str()) {
+            if t != "Mesh" {
+                return self.convert_gprim(prim, t, inherited);
+            }
+        }
         let err = |e: anyhow::Error| prim_error(&path, format!("{e:#}"));
         let fail = |reason: String| prim_error(&path, reason);
         let max_vertices = self.limits.max_vertices_per_accessor;
@@ -1054,39 +1492,42 @@ impl<'s> Importer<'s> {
             }),
             None => None,
         };
-        let uvs = match primvar(prim, "primvars:st").map_err(err)? {
-            Some(p) => Some(Attr {
-                values: vec2_array(&p.value)
-                    .ok_or_else(|| fail("primvars:st is not a 2d vector array".into()))?,
-                indices: p.indices,
-                interpolation: p.interpolation.unwrap_or(Interpolation::Vertex),
-            }),
-            None => None,
-        };
+        // The material names the primvars its textures read (UV sets 0 and 1); `st` otherwise.
+        let base = self.base_material(prim, inherited)?;
+        let uv_names = self
+            .material_uv_primvars
+            .get(&base)
+            .filter(|names| !names.is_empty())
+            .cloned()
+            .unwrap_or_else(|| vec!["st".to_owned()]);
+        let mut uv_sets = Vec::with_capacity(uv_names.len());
+        for name in &uv_names {
+            let attr = format!("primvars:{name}");
+            let set = match primvar(prim, &attr).map_err(err)? {
+                Some(p) => Some(Attr {
+                    values: vec2_array(&p.value)
+                        .ok_or_else(|| fail(format!("{attr} is not a 2d vector array")))?,
+                    indices: p.indices,
+                    interpolation: p.interpolation.unwrap_or(Interpolation::Vertex),
+                }),
+                None => None,
+            };
+            if let Some(t) = &set {
+                t.check(points.len(), counts.len(), indices.len())
+                    .map_err(|r| fail(format!("{attr}: {r}")))?;
+            }
+            uv_sets.push(set);
+        }
+        let mut uv_sets = uv_sets.into_iter();
+        let uvs = uv_sets.next().flatten();
+        let uvs1 = uv_sets.next().flatten();
         if let Some(n) = &normals {
             n.check(points.len(), counts.len(), indices.len())
                 .map_err(|r| fail(format!("normals: {r}")))?;
         }
-        if let Some(t) = &uvs {
-            t.check(points.len(), counts.len(), indices.len())
-                .map_err(|r| fail(format!("primvars:st: {r}")))?;
-        }
 
-        // Materials: the mesh's own binding or its ancestors', then per-face subsets.
-        let own = self.bound_material(prim)?;
+        // Materials: the mesh's own binding or its ancestors' (`base`), then per-face subsets.
         let mut face_material: Option<Vec<u32>> = None;
-        let mut base_material = own.or(inherited);
-        if base_material.is_none() {
-            if let Some(p) = primvar(prim, "primvars:displayColor").map_err(err)? {
-                if let Some(c) = vec3_array(&p.value).and_then(|v| v.first().copied()) {
-                    base_material = Some(self.display_color_material(c));
-                }
-            }
-        }
-        let base = match base_material {
-            Some(m) => m,
-            None => self.default_material_index(),
-        };
         for child in prim.children().map_err(err)? {
             let is_subset = child
                 .type_name()
@@ -1133,7 +1574,11 @@ impl<'s> Importer<'s> {
         // Vertices: shared points when every attribute is per point, otherwise one vertex per
         // distinct (point, normal, uv) combination of face corners.
         let simple = normals.as_ref().is_none_or(Attr::is_per_point)
-            && uvs.as_ref().is_none_or(Attr::is_per_point);
+            && uvs.as_ref().is_none_or(Attr::is_per_point)
+            && uvs1.as_ref().is_none_or(Attr::is_per_point);
+        let flip = |t: &Attr<[f32; 2]>| -> Vec<[f32; 2]> {
+            t.values.iter().map(|&[s, t]| [s, 1.0 - t]).collect()
+        };
         let mut mesh = Mesh {
             name: path.name().map(str::to_owned),
             ..Mesh::default()
@@ -1142,15 +1587,15 @@ impl<'s> Importer<'s> {
         if simple {
             mesh.positions = points.clone();
             mesh.normals = normals.as_ref().map(|n| n.values.clone());
-            mesh.uvs = uvs
-                .as_ref()
-                .map(|t| t.values.iter().map(|&[s, t]| [s, 1.0 - t]).collect());
+            mesh.uvs = uvs.as_ref().map(flip);
+            mesh.uvs1 = uvs1.as_ref().map(flip);
             corner_vertex.extend(indices.iter().map(|&i| i as u32));
         } else {
-            let mut map: HashMap<(u32, u32, u32), u32> = HashMap::new();
+            let mut map: HashMap<(u32, u32, u32, u32), u32> = HashMap::new();
             let mut positions = Vec::new();
             let mut out_normals = Vec::new();
             let mut out_uvs = Vec::new();
+            let mut out_uvs1 = Vec::new();
             let mut corner = 0usize;
             for (face, &c) in counts.iter().enumerate() {
                 for _ in 0..c {
@@ -1159,7 +1604,8 @@ impl<'s> Importer<'s> {
                         .as_ref()
                         .map_or(0, |n| n.source(point, face, corner));
                     let ti = uvs.as_ref().map_or(0, |t| t.source(point, face, corner));
-                    let key = (point as u32, ni as u32, ti as u32);
+                    let t1i = uvs1.as_ref().map_or(0, |t| t.source(point, face, corner));
+                    let key = (point as u32, ni as u32, ti as u32, t1i as u32);
                     let v = *map.entry(key).or_insert_with(|| {
                         positions.push(points[point]);
                         if let Some(n) = &normals {
@@ -1168,6 +1614,10 @@ impl<'s> Importer<'s> {
                         if let Some(t) = &uvs {
                             let [s, tt] = t.values[ti];
                             out_uvs.push([s, 1.0 - tt]);
+                        }
+                        if let Some(t) = &uvs1 {
+                            let [s, tt] = t.values[t1i];
+                            out_uvs1.push([s, 1.0 - tt]);
                         }
                         (positions.len() - 1) as u32
                     });
@@ -1178,6 +1628,7 @@ impl<'s> Importer<'s> {
             mesh.positions = positions;
             mesh.normals = normals.is_some().then_some(out_normals);
             mesh.uvs = uvs.is_some().then_some(out_uvs);
+            mesh.uvs1 = uvs1.is_some().then_some(out_uvs1);
         }
         if mesh.positions.len() > u32::MAX as usize {
             return Err(UsdImportError::TooLarge {
@@ -1229,11 +1680,12 @@ impl<'s> Importer<'s> {
             // A subdivision surface without normals is meant to look smooth.
             mesh.normals = Some(generate_smooth_normals(&mesh.positions, &mesh.triangles));
         }
-        if let Some(uvs) = &mut mesh.uvs {
+        for uvs in [&mut mesh.uvs, &mut mesh.uvs1].into_iter().flatten() {
             for uv in uvs.iter_mut() {
                 *uv = uv.map(|v| if v.is_finite() { v } else { 0.0 });
             }
         }
+        self.add_tangents(&mut mesh)?;
         mesh.update_bounds();
         Ok(Some(mesh))
     }
@@ -1472,53 +1924,6 @@ fn normalize_quat(q: [f32; 4]) -> [f32; 4] {
     }
 }
 
-fn preview_surface_material(
-    s: &openusd::schemas::shade::ReadPreviewSurface,
-    name: Option<&str>,
-) -> Material {
-    let clamp01 = |v: f32| {
-        if v.is_finite() {
-            v.clamp(0.0, 1.0)
-        } else {
-            0.0
-        }
-    };
-    let color = |c: &openusd::schemas::shade::Channel<gf::Vec3f>, default: [f32; 3]| {
-        c.value().map_or(default, |v| [v.x, v.y, v.z])
-    };
-    let scalar_or = |c: &openusd::schemas::shade::Channel<f32>, default: f32| {
-        c.value().copied().unwrap_or(default)
-    };
-    // UsdPreviewSurface defaults: diffuse 0.18 grey, metallic 0, roughness 0.5, opacity 1.
-    let diffuse = color(&s.diffuse_color, [0.18, 0.18, 0.18]).map(clamp01);
-    let opacity = clamp01(scalar_or(&s.opacity, 1.0));
-    let threshold = clamp01(scalar_or(&s.opacity_threshold, 0.0));
-    let alpha_mode = if threshold > 0.0 {
-        AlphaMode::Mask { cutoff: threshold }
-    } else if opacity < 1.0 {
-        AlphaMode::Blend
-    } else {
-        AlphaMode::Opaque
-    };
-    Material {
-        name: name.map(str::to_owned),
-        base_color: [diffuse[0], diffuse[1], diffuse[2], opacity],
-        base_color_texture: None,
-        metallic: clamp01(scalar_or(&s.metallic, 0.0)),
-        roughness: clamp01(scalar_or(&s.roughness, 0.5)),
-        emissive: color(&s.emissive_color, [0.0; 3]).map(|v| {
-            if v.is_finite() {
-                v.max(0.0)
-            } else {
-                0.0
-            }
-        }),
-        alpha_mode,
-        specular: 1.0,
-        ..Material::default()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1538,5 +1943,6 @@ mod tests {
     fn join_relative_folds_dots() {
         assert_eq!(join_relative("a/b", "../c/./d.usda"), "a/c/d.usda");
         assert_eq!(join_relative("a", "/x/y"), "x/y");
+        assert_eq!(join_relative("a", "../../x.usda"), "../x.usda");
     }
 }

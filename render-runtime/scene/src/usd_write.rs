@@ -34,6 +34,10 @@
 use std::collections::HashSet;
 use std::fmt::Write as _;
 
+use image::ImageEncoder as _;
+
+use super::material::{Channel, TextureRef, UvTransform, Wrap};
+use super::texture::ColorSpace;
 use super::{AlphaMode, Material, Mesh, Scene, Texture};
 use crate::math::{Affine, Vec3};
 
@@ -65,14 +69,50 @@ pub fn export_usdz(scene: &Scene) -> Vec<u8> {
     export_usdz_with(scene, &UsdWriteOptions::default())
 }
 
-/// Writes the scene as a `.usdz` package holding one `.usda` layer, with options.
+/// Writes the scene as a `.usdz` package holding one `.usda` layer and the textures its
+/// materials use (PNG files under `textures/`), with options.
 pub fn export_usdz_with(scene: &Scene, options: &UsdWriteOptions) -> Vec<u8> {
-    let usda = export_usda_with(scene, options);
-    package_usdz(&[("model.usda", usda.as_bytes())])
+    let written = export_usda_with_textures(scene, options);
+    let mut files: Vec<(&str, &[u8])> = vec![("model.usda", written.usda.as_bytes())];
+    files.extend(
+        written
+            .textures
+            .iter()
+            .map(|(path, png)| (path.as_str(), png.as_slice())),
+    );
+    package_usdz(&files)
 }
 
-/// Writes the scene as `.usda` text.
+/// A `.usda` layer and the texture files it names, by their path relative to the layer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct UsdaWithTextures {
+    pub usda: String,
+    /// `(relative path, PNG bytes)`, to be written next to the layer.
+    pub textures: Vec<(String, Vec<u8>)>,
+}
+
+/// Writes the scene as `.usda` text whose materials read their textures from PNG files next to
+/// it (`textures/texture_N.png`), returned with the text.
+pub fn export_usda_with_textures(scene: &Scene, options: &UsdWriteOptions) -> UsdaWithTextures {
+    let files = TextureFiles::new(scene);
+    let usda = write_stage(scene, options, Some(&files));
+    UsdaWithTextures {
+        usda,
+        textures: files.files,
+    }
+}
+
+/// Writes the scene as `.usda` text, alone: materials carry their factors (textures need files
+/// beside the layer; see [`export_usda_with_textures`]).
 pub fn export_usda_with(scene: &Scene, options: &UsdWriteOptions) -> String {
+    write_stage(scene, options, None)
+}
+
+fn write_stage(
+    scene: &Scene,
+    options: &UsdWriteOptions,
+    textures: Option<&TextureFiles>,
+) -> String {
     let mut w = Writer::default();
     let names = Names::new(scene);
     // Only materials some triangle uses are written; index -> written prim name.
@@ -99,7 +139,7 @@ pub fn export_usda_with(scene: &Scene, options: &UsdWriteOptions) -> String {
         w.open("def Scope \"Looks\"", &[]);
         for (i, material) in scene.materials.iter().enumerate() {
             if used[i] {
-                write_material(&mut w, &names.materials[i], material, &scene.textures);
+                write_material(&mut w, &names.materials[i], material, scene, textures);
             }
         }
         w.close();
@@ -342,42 +382,355 @@ fn matrix4d(transform: &Affine) -> String {
     format!("( {} )", rows.join(", "))
 }
 
-fn write_material(w: &mut Writer, name: &str, material: &Material, textures: &[Texture]) {
+/// The PNG file of every texture a used material reads, named by texture index.
+struct TextureFiles {
+    /// Texture index -> its file's path relative to the layer.
+    paths: Vec<Option<String>>,
+    files: Vec<(String, Vec<u8>)>,
+}
+
+impl TextureFiles {
+    fn new(scene: &Scene) -> TextureFiles {
+        let mut used = vec![false; scene.textures.len()];
+        for mesh in &scene.meshes {
+            for &m in &mesh.triangle_materials {
+                if let Some(material) = scene.materials.get(m as usize) {
+                    for (r, _) in material.texture_refs() {
+                        if let Some(u) = used.get_mut(r.texture) {
+                            *u = true;
+                        }
+                    }
+                }
+            }
+        }
+        let mut out = TextureFiles {
+            paths: vec![None; scene.textures.len()],
+            files: Vec::new(),
+        };
+        for (i, texture) in scene.textures.iter().enumerate() {
+            if !used[i] {
+                continue;
+            }
+            if let Some(png) = encode_png(texture) {
+                let path = format!("textures/texture_{i}.png");
+                out.paths[i] = Some(path.clone());
+                out.files.push((path, png));
+            }
+        }
+        out
+    }
+
+    fn path(&self, texture: usize) -> Option<&str> {
+        self.paths.get(texture).and_then(|p| p.as_deref())
+    }
+}
+
+fn linear_to_srgb(c: f32) -> f32 {
+    if c <= 0.003_130_8 {
+        c * 12.92
+    } else {
+        1.055 * c.powf(1.0 / 2.4) - 0.055
+    }
+}
+
+/// The texture as an 8-bit RGBA PNG, encoded the way it was decoded (sRGB colour or linear
+/// data; alpha always linear).
+fn encode_png(texture: &Texture) -> Option<Vec<u8>> {
+    encode_png_texels(
+        texture.width,
+        texture.height,
+        &texture.texels,
+        texture.color_space == ColorSpace::Srgb,
+    )
+}
+
+/// Linear RGBA texels as an 8-bit RGBA PNG: colour sRGB-encoded when `srgb`, alpha linear.
+pub(crate) fn encode_png_texels(
+    w: u32,
+    h: u32,
+    texels: &[[f32; 4]],
+    srgb: bool,
+) -> Option<Vec<u8>> {
+    if w == 0 || h == 0 || texels.len() != w as usize * h as usize {
+        return None;
+    }
+    let byte = |v: f32| (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8;
+    let mut data = Vec::with_capacity(texels.len() * 4);
+    for t in texels {
+        for (i, &c) in t.iter().enumerate() {
+            let c = if c.is_finite() { c } else { 0.0 };
+            data.push(if srgb && i < 3 {
+                byte(linear_to_srgb(c.clamp(0.0, 1.0)))
+            } else {
+                byte(c)
+            });
+        }
+    }
+    let mut out = Vec::new();
+    image::codecs::png::PngEncoder::new_with_quality(
+        &mut out,
+        image::codecs::png::CompressionType::Fast,
+        image::codecs::png::FilterType::Adaptive,
+    )
+    .write_image(&data, w, h, image::ExtendedColorType::Rgba8)
+    .ok()?;
+    Some(out)
+}
+
+/// UsdUVTexture inputs for one lookup: which output it is read through, and the scale and bias
+/// that fold the material's factor into the texel (USD's textured inputs have no factor).
+struct Lookup {
+    shader: &'static str,
+    reference: TextureRef,
+    scale: [f32; 4],
+    bias: [f32; 4],
+}
+
+impl Lookup {
+    /// `factor * (texel * scale + bias)`, per channel.
+    fn scaled(shader: &'static str, reference: &TextureRef, factor: [f32; 4]) -> Lookup {
+        let mut scale = reference.scale;
+        let mut bias = reference.bias;
+        for c in 0..4 {
+            scale[c] *= factor[c];
+            bias[c] *= factor[c];
+        }
+        Lookup {
+            shader,
+            reference: *reference,
+            scale,
+            bias,
+        }
+    }
+}
+
+fn channel_output(channel: Channel) -> &'static str {
+    match channel {
+        Channel::R => "r",
+        Channel::G => "g",
+        Channel::B => "b",
+        Channel::A => "a",
+    }
+}
+
+fn wrap_token(wrap: Wrap) -> &'static str {
+    match wrap {
+        Wrap::Repeat => "repeat",
+        Wrap::Clamp => "clamp",
+        Wrap::Mirror => "mirror",
+    }
+}
+
+/// A UV transform of our uv space (v down) as UsdTransform2d inputs on st (t up): translation,
+/// rotation in degrees and scale. A shear (which UsdTransform2d cannot hold) is dropped.
+fn transform2d(t: &UvTransform) -> ([f32; 2], f32, [f32; 2]) {
+    // st' = F(M(F(st))) with F(u, v) = (u, 1 - v): the inverse of from_usd_transform2d.
+    let [[m00, m01, m02], [m10, m11, m12]] = t.rows;
+    let (a00, a01, a10, a11) = (m00, -m01, -m10, m11);
+    let b0 = m02 + m01;
+    let b1 = 1.0 - m12 - m11;
+    let sx = (a00 * a00 + a10 * a10).sqrt();
+    let rotation = a10.atan2(a00);
+    let (sin, cos) = rotation.sin_cos();
+    // The second column is sy * (-sin, cos).
+    let sy = -a01 * sin + a11 * cos;
+    ([b0, b1], rotation.to_degrees(), [sx, sy])
+}
+
+fn write_material(
+    w: &mut Writer,
+    name: &str,
+    material: &Material,
+    scene: &Scene,
+    files: Option<&TextureFiles>,
+) {
+    let textures = &scene.textures;
+    let path_of = |r: &Option<TextureRef>| -> Option<TextureRef> {
+        let r = (*r)?;
+        files?.path(r.texture)?;
+        Some(r)
+    };
+    let [r, g, b, a] = material.base_color;
+    let base_tex = path_of(&material.base_color_texture);
+    let opacity_tex = path_of(&material.opacity_texture);
+    let metallic_tex = path_of(&material.metallic_texture);
+    let roughness_tex = path_of(&material.roughness_texture);
+    let emissive_tex = path_of(&material.emissive_texture);
+    let normal_tex = path_of(&material.normal_texture);
+    let occlusion_tex = path_of(&material.occlusion_texture);
+    let translucent = !matches!(material.alpha_mode, AlphaMode::Opaque);
+
+    let base = format!("/Root/Looks/{name}");
     w.open(&format!("def Material \"{name}\""), &[]);
     w.line(&format!(
-        "token outputs:surface.connect = </Root/Looks/{name}/PreviewSurface.outputs:surface>"
+        "token outputs:surface.connect = <{base}/PreviewSurface.outputs:surface>"
     ));
     w.open("def Shader \"PreviewSurface\"", &[]);
     w.line("uniform token info:id = \"UsdPreviewSurface\"");
-    let [r, g, b, a] = material.base_color;
-    w.line(&format!(
-        "color3f inputs:diffuseColor = {}",
-        tuple(&[r, g, b])
-    ));
-    w.line(&format!(
-        "color3f inputs:emissiveColor = {}",
-        // Without textures in the file, the map's mean stands in for it (the factor alone
-        // would make a mostly dark emissive map glow everywhere).
-        tuple(&material.emissive_mean(textures))
-    ));
-    w.line(&format!(
-        "float inputs:metallic = {}",
-        num(material.metallic)
-    ));
-    match material.alpha_mode {
-        AlphaMode::Opaque => {}
-        AlphaMode::Mask { cutoff } => {
-            w.line(&format!("float inputs:opacity = {}", num(a)));
+    let connect = |w: &mut Writer, decl: &str, shader: &str, output: &str| {
+        w.line(&format!(
+            "{decl}.connect = <{base}/{shader}.outputs:{output}>"
+        ));
+    };
+    let mut lookups: Vec<Lookup> = Vec::new();
+    match &base_tex {
+        Some(t) => {
+            connect(w, "color3f inputs:diffuseColor", "BaseColorTexture", "rgb");
+            lookups.push(Lookup::scaled("BaseColorTexture", t, [r, g, b, a]));
+        }
+        None => w.line(&format!(
+            "color3f inputs:diffuseColor = {}",
+            tuple(&[r, g, b])
+        )),
+    }
+    match &emissive_tex {
+        Some(t) => {
+            connect(w, "color3f inputs:emissiveColor", "EmissiveTexture", "rgb");
+            let [er, eg, eb] = material.emissive;
+            lookups.push(Lookup::scaled("EmissiveTexture", t, [er, eg, eb, 1.0]));
+        }
+        None => w.line(&format!(
+            "color3f inputs:emissiveColor = {}",
+            // Without its texture in the file, the map's mean stands in for it (the factor
+            // alone would make a mostly dark emissive map glow everywhere).
+            tuple(&material.emissive_mean(textures))
+        )),
+    }
+    let scalar = |w: &mut Writer,
+                  lookups: &mut Vec<Lookup>,
+                  input: &str,
+                  shader: &'static str,
+                  factor: f32,
+                  texture: Option<&TextureRef>| {
+        match texture {
+            Some(t) => {
+                connect(
+                    w,
+                    &format!("float inputs:{input}"),
+                    shader,
+                    channel_output(t.channel),
+                );
+                lookups.push(Lookup::scaled(shader, t, [factor; 4]));
+            }
+            None => w.line(&format!("float inputs:{input} = {}", num(factor))),
+        }
+    };
+    scalar(
+        w,
+        &mut lookups,
+        "metallic",
+        "MetallicTexture",
+        material.metallic,
+        metallic_tex.as_ref(),
+    );
+    scalar(
+        w,
+        &mut lookups,
+        "roughness",
+        "RoughnessTexture",
+        material.roughness,
+        roughness_tex.as_ref(),
+    );
+    if translucent {
+        match (&opacity_tex, &base_tex) {
+            (Some(t), _) => scalar(w, &mut lookups, "opacity", "OpacityTexture", a, Some(t)),
+            // glTF's coverage is the base colour texture's alpha times the factor.
+            (None, Some(_)) => connect(w, "float inputs:opacity", "BaseColorTexture", "a"),
+            (None, None) => w.line(&format!("float inputs:opacity = {}", num(a))),
+        }
+        if let AlphaMode::Mask { cutoff } = material.alpha_mode {
             w.line(&format!("float inputs:opacityThreshold = {}", num(cutoff)));
         }
-        AlphaMode::Blend => w.line(&format!("float inputs:opacity = {}", num(a))),
     }
-    w.line(&format!(
-        "float inputs:roughness = {}",
-        num(material.roughness)
-    ));
+    if let Some(t) = &normal_tex {
+        connect(w, "normal3f inputs:normal", "NormalTexture", "rgb");
+        let ns = material.normal_scale;
+        let mut lookup = Lookup::scaled("NormalTexture", t, [ns, ns, 1.0, 1.0]);
+        // The bias of x and y scales with them.
+        lookup.bias = [t.bias[0] * ns, t.bias[1] * ns, t.bias[2], t.bias[3]];
+        lookups.push(lookup);
+    }
+    if let Some(t) = &occlusion_tex {
+        connect(
+            w,
+            "float inputs:occlusion",
+            "OcclusionTexture",
+            channel_output(t.channel),
+        );
+        // 1 + strength * (v - 1) with v = texel * scale + bias.
+        let k = material.occlusion_strength;
+        let mut lookup = Lookup::scaled("OcclusionTexture", t, [k; 4]);
+        for c in 0..4 {
+            lookup.bias[c] += 1.0 - k;
+        }
+        lookups.push(lookup);
+    }
     w.line("token outputs:surface");
     w.close();
+
+    // The coordinate readers the lookups use (one per UV set), then the textures.
+    let mut sets: Vec<u32> = lookups.iter().map(|l| l.reference.uv_set).collect();
+    sets.sort_unstable();
+    sets.dedup();
+    for set in &sets {
+        w.open(&format!("def Shader \"Primvar{set}\""), &[]);
+        w.line("uniform token info:id = \"UsdPrimvarReader_float2\"");
+        w.line(&format!(
+            "token inputs:varname = \"{}\"",
+            if *set == 0 { "st" } else { "st1" }
+        ));
+        w.line("float2 outputs:result");
+        w.close();
+    }
+    for lookup in &lookups {
+        let t = &lookup.reference;
+        let Some(path) = files.and_then(|f| f.path(t.texture)) else {
+            continue;
+        };
+        let mut st = format!("{base}/Primvar{}.outputs:result", t.uv_set);
+        if !t.transform.is_identity() {
+            let transform = format!("{}Transform", lookup.shader);
+            let (translation, rotation, scale) = transform2d(&t.transform);
+            w.open(&format!("def Shader \"{transform}\""), &[]);
+            w.line("uniform token info:id = \"UsdTransform2d\"");
+            w.line(&format!("float2 inputs:in.connect = <{st}>"));
+            w.line(&format!("float inputs:rotation = {}", num(rotation)));
+            w.line(&format!("float2 inputs:scale = {}", tuple(&scale)));
+            w.line(&format!(
+                "float2 inputs:translation = {}",
+                tuple(&translation)
+            ));
+            w.line("float2 outputs:result");
+            w.close();
+            st = format!("{base}/{transform}.outputs:result");
+        }
+        let color_space = match textures.get(t.texture).map(|t| t.color_space) {
+            Some(ColorSpace::Linear) => "raw",
+            _ => "sRGB",
+        };
+        w.open(&format!("def Shader \"{}\"", lookup.shader), &[]);
+        w.line("uniform token info:id = \"UsdUVTexture\"");
+        w.line(&format!("asset inputs:file = @{path}@"));
+        w.line(&format!("float2 inputs:st.connect = <{st}>"));
+        w.line(&format!(
+            "token inputs:wrapS = \"{}\"",
+            wrap_token(t.wrap[0])
+        ));
+        w.line(&format!(
+            "token inputs:wrapT = \"{}\"",
+            wrap_token(t.wrap[1])
+        ));
+        w.line(&format!("float4 inputs:scale = {}", tuple(&lookup.scale)));
+        w.line(&format!("float4 inputs:bias = {}", tuple(&lookup.bias)));
+        w.line(&format!(
+            "token inputs:sourceColorSpace = \"{color_space}\""
+        ));
+        w.line("float3 outputs:rgb");
+        for c in ["r", "g", "b", "a"] {
+            w.line(&format!("float outputs:{c}"));
+        }
+        w.close();
+    }
     w.close();
 }
 
@@ -490,6 +843,18 @@ fn write_mesh_body(w: &mut Writer, mesh: &Mesh) {
             let _ = write!(s, "({}, {})", num(uv[0]), num(1.0 - uv[1]));
         }
         w.line(&format!("texCoord2f[] primvars:st = [{s}] ("));
+        w.line("    interpolation = \"vertex\"");
+        w.line(")");
+    }
+    if let Some(uvs) = &mesh.uvs1 {
+        let mut s = String::with_capacity(uvs.len() * 24);
+        for (i, uv) in uvs.iter().enumerate() {
+            if i > 0 {
+                s.push_str(", ");
+            }
+            let _ = write!(s, "({}, {})", num(uv[0]), num(1.0 - uv[1]));
+        }
+        w.line(&format!("texCoord2f[] primvars:st1 = [{s}] ("));
         w.line("    interpolation = \"vertex\"");
         w.line(")");
     }

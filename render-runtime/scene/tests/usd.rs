@@ -8,14 +8,16 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use anyhow::{bail, Context, Result};
-use lightbox_scene::math::{Affine, Vec3};
 use lightbox_scene::export::export_glb;
+use lightbox_scene::math::{Affine, Vec3};
 use lightbox_scene::usd::{import_usd, import_usd_with_limits, UsdImportError};
+use lightbox_scene::usd_files::read_usd_model;
 use lightbox_scene::usd_write::{
-    export_usda, export_usda_with, export_usdz, export_usdz_with, UsdInstancing, UsdWriteOptions,
+    export_usda, export_usda_with, export_usda_with_textures, export_usdz, export_usdz_with,
+    UsdInstancing, UsdWriteOptions,
 };
-use lightbox_scene::{Material, Scene};
 use lightbox_scene::{import_gltf, ImportLimits};
+use lightbox_scene::{Material, Scene};
 use lightbox_testmodels as testmodels;
 use serde_json::Value;
 
@@ -35,9 +37,19 @@ fn temp_dir(name: &str) -> PathBuf {
 /// Writes `bytes` to `file_name`, runs Pixar's checks on it and returns the report, failing on
 /// any validator error.
 fn pixar_check(file_name: &str, bytes: &[u8]) -> Result<Value> {
+    pixar_check_with(file_name, bytes, &[])
+}
+
+/// [`pixar_check`] with `files` (relative path, bytes) written next to the checked file.
+fn pixar_check_with(file_name: &str, bytes: &[u8], files: &[(String, Vec<u8>)]) -> Result<Value> {
     let dir = temp_dir(file_name.replace('.', "-").as_str());
     let path = dir.join(file_name);
     std::fs::write(&path, bytes)?;
+    for (name, data) in files {
+        let file = dir.join(name);
+        std::fs::create_dir_all(file.parent().unwrap())?;
+        std::fs::write(file, data)?;
+    }
     let python = tools_python();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/usd_check.py");
     let out = Command::new(&python)
@@ -579,5 +591,101 @@ def Xform "Parent"
     let origin = scene.instances[0].transform.transform_point(Vec3::ZERO);
     assert_eq!(origin, Vec3::new(0.0, 1.0, 0.0));
     assert_eq!(scene.instances[0].transform, Affine::translation(origin));
+    Ok(())
+}
+
+/// An RGBA PNG of `n` x `n` texels: a colour ramp whose alpha falls across the image.
+fn ramp_png(n: u32) -> Vec<u8> {
+    let mut out = Vec::new();
+    {
+        let mut encoder = png::Encoder::new(&mut out, n, n);
+        encoder.set_color(png::ColorType::Rgba);
+        encoder.set_depth(png::BitDepth::Eight);
+        let mut writer = encoder.write_header().unwrap();
+        let data: Vec<u8> = (0..n * n)
+            .flat_map(|i| {
+                let (x, y) = (i % n, i / n);
+                [
+                    (x * 255 / (n - 1)) as u8,
+                    (y * 255 / (n - 1)) as u8,
+                    128,
+                    255 - (x * 100 / (n - 1)) as u8,
+                ]
+            })
+            .collect();
+        writer.write_image_data(&data).unwrap();
+    }
+    out
+}
+
+/// The textures two scenes' first materials draw with agree: the same lookup settings and the
+/// same texels (within 8-bit rounding).
+fn assert_same_base_color_texture(a: &Scene, b: &Scene) {
+    let (ma, mb) = (
+        &a.materials[a.meshes[0].triangle_materials[0] as usize],
+        &b.materials[b.meshes[0].triangle_materials[0] as usize],
+    );
+    let (ra, rb) = (
+        ma.base_color_texture.expect("textured"),
+        mb.base_color_texture.expect("the texture came back"),
+    );
+    assert_eq!(ra.wrap, rb.wrap);
+    assert_eq!(ra.uv_set, rb.uv_set);
+    for uv in [[0.1, 0.2], [0.7, 0.9]] {
+        let (pa, pb) = (ra.transform.apply(uv), rb.transform.apply(uv));
+        assert!((pa[0] - pb[0]).abs() < 1e-5 && (pa[1] - pb[1]).abs() < 1e-5);
+    }
+    let (ta, tb) = (&a.textures[ra.texture], &b.textures[rb.texture]);
+    assert_eq!((ta.width, ta.height), (tb.width, tb.height));
+    for (x, y) in ta.texels.iter().zip(&tb.texels) {
+        for c in 0..3 {
+            // Factor and texel: the writer folds the factor into the lookup's scale.
+            let va = x[c] * ra.scale[c] * ma.base_color[c] + ra.bias[c];
+            let vb = y[c] * rb.scale[c] * mb.base_color[c] + rb.bias[c];
+            assert!((va - vb).abs() < 0.01, "{va} vs {vb}");
+        }
+    }
+    let mean = |m: &Scene| m.meshes[0].uvs.as_ref().map(|uv| uv.len());
+    assert_eq!(mean(a), mean(b));
+}
+
+#[test]
+fn textures_are_packaged_into_usdz_and_written_beside_usda_and_read_back() -> Result<()> {
+    let glb = testmodels::hostile::textured_cube_glb(&ramp_png(16), "image/png");
+    let original = import_gltf(&glb)?;
+    assert!(
+        original.materials[0].base_color_texture.is_some(),
+        "the test model is textured"
+    );
+
+    let usdz = export_usdz(&original);
+    let report = pixar_check("textured.usdz", &usdz)?;
+    assert_report_matches_scene(&report, &original);
+    let back = import_usd(&usdz)?;
+    assert_same_base_color_texture(&original, &back);
+
+    let written = export_usda_with_textures(&original, &UsdWriteOptions::default());
+    assert_eq!(written.textures.len(), 1);
+    assert!(written.usda.contains("@textures/texture_0.png@"));
+    pixar_check_with("textured.usda", written.usda.as_bytes(), &written.textures)?;
+    let dir = temp_dir("textured-usda");
+    std::fs::write(dir.join("model.usda"), &written.usda)?;
+    for (name, data) in &written.textures {
+        std::fs::create_dir_all(dir.join(name).parent().unwrap())?;
+        std::fs::write(dir.join(name), data)?;
+    }
+    let from_folder = import_usd(&read_usd_model(
+        &dir.join("model.usda"),
+        &ImportLimits::default(),
+    )?)?;
+    assert_same_base_color_texture(&original, &from_folder);
+    std::fs::remove_dir_all(&dir).ok();
+
+    // GLB -> USDZ -> GLB keeps the texture.
+    let round = import_gltf(&export_glb(&back))?;
+    assert_same_base_color_texture(&original, &round);
+
+    // Without files beside it, the usda stays self-contained: no texture is named.
+    assert!(!export_usda(&original).contains("UsdUVTexture"));
     Ok(())
 }

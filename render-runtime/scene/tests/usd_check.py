@@ -25,6 +25,7 @@ PREVIEW_INPUT_TYPES = {
     "clearcoat": "float",
     "clearcoatRoughness": "float",
     "occlusion": "float",
+    "normal": "normal3f",
     "useSpecularWorkflow": "int",
 }
 
