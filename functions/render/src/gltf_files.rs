@@ -44,13 +44,12 @@ pub(crate) async fn bundle(
     if kind != ModelKind::Glb {
         return Ok(model);
     }
-    let invalid = |err: render_runtime::ImportError| {
-        JobError::permanent(format!("model {key}: {}", error_chain(&err)))
+    // A file that cannot even be parsed for its URIs is left to the importer, which reports
+    // the problem with its location, like any other broken model.
+    let files = match external_files(&model) {
+        Ok(files) if !files.is_empty() => files,
+        Ok(_) | Err(_) => return Ok(model),
     };
-    let files = external_files(&model).map_err(invalid)?;
-    if files.is_empty() {
-        return Ok(model);
-    }
     let resource_limits = ResourceLimits::for_import(limits);
     if files.len() > resource_limits.max_files {
         return Err(JobError::permanent(format!(
@@ -89,7 +88,7 @@ pub(crate) async fn bundle(
     let packed = tokio::task::spawn_blocking(move || pack_glb(&model, &resources, &limits))
         .await
         .map_err(|err| JobError::permanent(format!("bundling the model's files crashed: {err}")))?
-        .map_err(invalid)?;
+        .map_err(|err| JobError::permanent(format!("model {key}: {}", error_chain(&err))))?;
     Ok(Bytes::from(packed))
 }
 
