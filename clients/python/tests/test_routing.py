@@ -38,7 +38,7 @@ CASES = [
     ([{"width": -2048}], LIGHT),
     ([{"width": None, "height": 2000}], HEAVY),
     ([{"width": 4294967296}], HEAVY),  # saturates at u32::MAX: still a large still
-    ([{"width": 4294968320}], LIGHT),  # 2^32 + 1024
+    ([{"width": 4294968320}], HEAVY),  # 2^32 + 1024 saturates too
     ([{"width": 4294968321}], HEAVY),  # 2^32 + 1025
     ([{"width": 18446744073709551616}], LIGHT),  # past u64: not an integer to serde_json
     ([{"width": 300, "height": 300, "samples": 4096, "format": {"kind": "webp"}}], LIGHT),
