@@ -160,6 +160,9 @@ pub async fn up(detach: bool) -> anyhow::Result<()> {
     )?;
 
     let nats_port = port("LIGHTBOX_NATS_PORT", 4222);
+    // nats-server's monitoring port (/varz, /jsz, /healthz), which KEDA's nats-jetstream scaler
+    // reads; on 127.0.0.1 like the client port.
+    let monitor_port = port("LIGHTBOX_NATS_MONITOR_PORT", 8222);
     let s3_port = port("LIGHTBOX_S3_PORT", 8333);
     let env = vec![
         (
@@ -187,6 +190,8 @@ pub async fn up(detach: bool) -> anyhow::Result<()> {
             "127.0.0.1".into(),
             "-p".into(),
             nats_port.to_string(),
+            "-m".into(),
+            monitor_port.to_string(),
             "-sd".into(),
             state.join("nats").display().to_string(),
         ],
@@ -220,6 +225,11 @@ pub async fn up(detach: bool) -> anyhow::Result<()> {
     };
     record(&started)?;
     wait_for_port(nats_port, "nats-server", Duration::from_secs(20))?;
+    wait_for_port(
+        monitor_port,
+        "nats-server monitoring",
+        Duration::from_secs(20),
+    )?;
     wait_for_port(s3_port, "SeaweedFS", Duration::from_secs(60))?;
     let env_text: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
     std::fs::write(state.join("stack.env"), env_text)?;
@@ -257,7 +267,7 @@ pub async fn up(detach: bool) -> anyhow::Result<()> {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
-    println!("stack up: NATS nats://127.0.0.1:{nats_port}, S3 http://127.0.0.1:{s3_port} (bucket lightbox)");
+    println!("stack up: NATS nats://127.0.0.1:{nats_port} (monitoring http://127.0.0.1:{monitor_port}), S3 http://127.0.0.1:{s3_port} (bucket lightbox)");
     for entry in &started {
         println!(
             "  {:<18} pid {:<8} log .lightbox/logs/{}.log",

@@ -1,30 +1,47 @@
-# lightbox-render for render.heavy on GPU hosts: the native engine plus the Cycles engine
-# (Blender as a Python module, bpy 5.0.1 on CPython 3.11; OptiX/CUDA come from the NVIDIA
-# container runtime's driver mount).
-#   docker build -f infra/docker/render-gpu.Dockerfile -t lightbox-render-gpu .
-FROM rust:1.95-slim-bookworm AS build
+# syntax=docker/dockerfile:1.7
+# lightbox-render for render.heavy on GPU hosts: the native engine plus the Cycles engine (Blender
+# as a Python module, bpy 5.0.1 on Debian's CPython 3.11, in a venv). CUDA and OptiX come from
+# the NVIDIA container runtime's driver mounts (NVIDIA_DRIVER_CAPABILITIES below); the image
+# carries no CUDA toolkit, Blender's kernels are in the bpy wheel.
+#
+# Full build from a clean checkout, with the repository root as context:
+#   DOCKER_BUILDKIT=1 docker build -f infra/docker/render-gpu.Dockerfile -t lightbox-render-gpu .
+# CI builds the runtime stage alone from host-built release binaries (tools/images.sh).
+ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
+ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
+
+# Builder: the same as render.Dockerfile's (the binary is the same).
+FROM ${RUST_IMAGE} AS build
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libembree-dev=3.13.5+dfsg-2 pkg-config=1.8.1-1 \
+    && apt-get install -y --no-install-recommends libembree-dev=3.13.5+dfsg-2 \
        g++=4:12.2.0-3 libdraco-dev=1.5.5+dfsg-2 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p lightbox-render --bin lightbox-render
+RUN --mount=type=cache,id=lightbox-cargo-registry,target=/usr/local/cargo/registry \
+    --mount=type=cache,id=lightbox-target,target=/src/target,sharing=locked \
+    cargo build --release --locked -p lightbox-render --bin lightbox-render \
+    && install -D -m 0755 target/release/lightbox-render /out/lightbox-render
 
-FROM python:3.11-slim-bookworm
+FROM ${RUNTIME_IMAGE}
 # runtime-packages: libembree3-3 libstdc++6
+# ca-certificates: NATS over TLS and S3 over HTTPS check servers against the system roots.
 # Blender's Python module needs X/GL client libraries even headless.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libembree3-3=3.13.5+dfsg-2 \
+    && apt-get install -y --no-install-recommends ca-certificates=20250419~deb12u2 libembree3-3=3.13.5+dfsg-2 \
        libstdc++6=12.2.0-14+deb12u1 \
-       libxrender1=1:0.9.10-1.1 libxxf86vm1=1:1.1.4-1+b2 libxfixes3=1:6.0.0-2 libxi6=2:1.8-1+b1 libxkbcommon0=1.5.0-1 libsm6=2:1.2.3-1 libgl1=1.6.0-1 libegl1=1.6.0-1 \
+       python3.11=3.11.2-6+deb12u9 python3.11-venv=3.11.2-6+deb12u9 \
+       libxrender1=1:0.9.10-1.1 libxxf86vm1=1:1.1.4-1+b2 libxfixes3=1:6.0.0-2 libxi6=2:1.8-1+b1 \
+       libxkbcommon0=1.5.0-1 libsm6=2:1.2.3-1 libgl1=1.6.0-1 libegl1=1.6.0-1 \
     && rm -rf /var/lib/apt/lists/* \
-    && pip install --no-cache-dir bpy==5.0.1 \
-    && useradd --system --uid 10001 --create-home lightbox
-COPY --from=build /src/target/release/lightbox-render /usr/local/bin/lightbox-render
-COPY render-runtime/cycles /opt/lightbox/cycles
+    && python3.11 -m venv /opt/blender \
+    && /opt/blender/bin/pip install --no-cache-dir --disable-pip-version-check bpy==5.0.1 \
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin lightbox
+COPY --from=build /out/lightbox-render /usr/local/bin/lightbox-render
 USER 10001
-ENV LIGHTBOX_LOG_FORMAT=json LIGHTBOX_QUEUE=render.heavy LIGHTBOX_BLENDER_PYTHON=/usr/local/bin/python \
-    NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics
+# HOME on /tmp: Blender writes its user config there, and /tmp is the one writable place when
+# the root filesystem is read-only (the Kubernetes manifests mount an emptyDir there).
+ENV LIGHTBOX_LOG_FORMAT=json LIGHTBOX_QUEUE=render.heavy LIGHTBOX_BLENDER_PYTHON=/opt/blender/bin/python \
+    HOME=/tmp NVIDIA_DRIVER_CAPABILITIES=compute,utility,graphics
 HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD ["lightbox-render", "--check"]
 ENTRYPOINT ["lightbox-render"]

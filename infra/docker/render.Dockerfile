@@ -1,22 +1,35 @@
-# lightbox-render (native engine) for render.light and render.heavy on CPU hosts:
-#   docker build -f infra/docker/render.Dockerfile -t lightbox-render .
-FROM rust:1.95-slim-bookworm AS build
+# syntax=docker/dockerfile:1.7
+# lightbox-render (native engine) for render.light, and render.heavy on CPU hosts
+# (LIGHTBOX_QUEUE picks the queue). Links the system Embree 3.
+#
+# Full build from a clean checkout, with the repository root as context:
+#   DOCKER_BUILDKIT=1 docker build -f infra/docker/render.Dockerfile -t lightbox-render .
+# CI builds the runtime stage alone from host-built release binaries (tools/images.sh).
+ARG RUST_IMAGE=docker.io/library/rust:1.95-slim-bookworm
+ARG RUNTIME_IMAGE=docker.io/library/debian:bookworm-slim
+
+# Builder: as in every function's Dockerfile, plus Embree's headers and library.
+FROM ${RUST_IMAGE} AS build
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libembree-dev=3.13.5+dfsg-2 pkg-config=1.8.1-1 \
+    && apt-get install -y --no-install-recommends libembree-dev=3.13.5+dfsg-2 \
        g++=4:12.2.0-3 libdraco-dev=1.5.5+dfsg-2 \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p lightbox-render --bin lightbox-render
+RUN --mount=type=cache,id=lightbox-cargo-registry,target=/usr/local/cargo/registry \
+    --mount=type=cache,id=lightbox-target,target=/src/target,sharing=locked \
+    cargo build --release --locked -p lightbox-render --bin lightbox-render \
+    && install -D -m 0755 target/release/lightbox-render /out/lightbox-render
 
-FROM debian:bookworm-slim
+FROM ${RUNTIME_IMAGE}
 # runtime-packages: libembree3-3 libstdc++6
+# ca-certificates: NATS over TLS and S3 over HTTPS check servers against the system roots.
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends libembree3-3=3.13.5+dfsg-2 \
+    && apt-get install -y --no-install-recommends ca-certificates=20250419~deb12u2 libembree3-3=3.13.5+dfsg-2 \
        libstdc++6=12.2.0-14+deb12u1 \
     && rm -rf /var/lib/apt/lists/* \
-    && useradd --system --uid 10001 --no-create-home lightbox
-COPY --from=build /src/target/release/lightbox-render /usr/local/bin/lightbox-render
+    && useradd --system --uid 10001 --no-create-home --shell /usr/sbin/nologin lightbox
+COPY --from=build /out/lightbox-render /usr/local/bin/lightbox-render
 USER 10001
 ENV LIGHTBOX_LOG_FORMAT=json LIGHTBOX_QUEUE=render.light
 HEALTHCHECK --interval=30s --timeout=5s --retries=3 CMD ["lightbox-render", "--check"]
