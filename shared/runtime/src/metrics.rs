@@ -126,6 +126,10 @@ pub fn listen_addr(setting: Option<&str>) -> anyhow::Result<Option<SocketAddr>> 
 pub const DEFAULT_ADDR: &str = "0.0.0.0:9464";
 
 /// Serves `GET /metrics` on `addr` until the task is aborted; returns the bound address.
+///
+/// The same listener answers `GET /livez` with `ok`: the liveness probe of the Kubernetes
+/// package. An answer proves the process and its async runtime are alive, and needs no NATS, so
+/// a NATS outage does not restart every pod (readiness, `--check`, does ask NATS).
 pub async fn serve(
     addr: SocketAddr,
     registry: Registry,
@@ -171,7 +175,12 @@ pub async fn serve(
                         "text/plain; version=0.0.4; charset=utf-8",
                         render(&registry),
                     ),
-                    _ => ("404 Not Found", "text/plain", "try GET /metrics\n".into()),
+                    (Some("GET"), Some("/livez")) => ("200 OK", "text/plain", "ok\n".into()),
+                    _ => (
+                        "404 Not Found",
+                        "text/plain",
+                        "try GET /metrics or GET /livez\n".into(),
+                    ),
                 };
                 let response = format!(
                     "HTTP/1.1 {status}\r\ncontent-type: {content_type}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
@@ -190,6 +199,29 @@ pub async fn serve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn get(addr: SocketAddr, path: &str) -> String {
+        let mut socket = tokio::net::TcpStream::connect(addr).await.unwrap();
+        socket
+            .write_all(format!("GET {path} HTTP/1.1\r\nhost: test\r\n\r\n").as_bytes())
+            .await
+            .unwrap();
+        let mut answer = String::new();
+        socket.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn livez_answers_without_nats_and_unknown_paths_are_404() {
+        let (addr, task) = serve("127.0.0.1:0".parse().unwrap(), Registry::default())
+            .await
+            .unwrap();
+        let live = get(addr, "/livez").await;
+        assert!(live.starts_with("HTTP/1.1 200 OK") && live.ends_with("ok\n"), "{live}");
+        let missing = get(addr, "/nope").await;
+        assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
+        task.abort();
+    }
 
     #[test]
     fn the_text_names_every_metric_with_its_function() {
