@@ -10,12 +10,12 @@ use std::time::{Duration, Instant};
 use async_nats::jetstream::consumer;
 use bytes::Bytes;
 use futures::StreamExt;
-use lightbox_tests::{local_store, worker_config, NatsServer, TempDir};
-use serde::Deserialize;
 use lightbox_runtime::client::Client;
 use lightbox_runtime::job::{Envelope, Function};
 use lightbox_runtime::worker::{Handler, Job, Outcome, Worker};
 use lightbox_runtime::JobError;
+use lightbox_tests::{local_store, worker_config, NatsServer, TempDir};
+use serde::Deserialize;
 use tokio::sync::mpsc;
 
 #[derive(Deserialize, serde::Serialize)]

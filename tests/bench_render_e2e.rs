@@ -6,13 +6,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lightbox_render::{render_model, ModelKind, RenderLimits};
-use lightbox_tests::{function_env, FunctionProcess, NatsServer, SeaweedS3, TempDir};
-use render_runtime::{NoHooks, RenderSpec};
 use lightbox_runtime::client::Client;
 use lightbox_runtime::events::JobState;
 use lightbox_runtime::job::{Envelope, Function};
 use lightbox_runtime::requests::{RenderOutputRequest, RenderRequest};
 use lightbox_runtime::{ObjectKey, Store};
+use lightbox_tests::{function_env, FunctionProcess, NatsServer, SeaweedS3, TempDir};
+use render_runtime::{NoHooks, RenderSpec};
 
 fn thumbnail_request(model: &ObjectKey, seed: u64) -> RenderRequest {
     let serde_json::Value::Object(spec) =

@@ -11,13 +11,6 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use lightbox_tessellate::samples::Sample;
-use lightbox_tessellate::TessellationParams;
-use lightbox_tests::{
-    function_binary, function_env, noisy_png, FunctionProcess, NatsServer, SeaweedS3, TempDir,
-};
-use object_store::path::Path;
-use object_store::ObjectStore;
 use lightbox_runtime::client::Client;
 use lightbox_runtime::events::{JobEvent, JobState};
 use lightbox_runtime::job::{Envelope, Function};
@@ -25,6 +18,13 @@ use lightbox_runtime::requests::{
     ConvertRequest, ImageFormat, RenderOutputRequest, RenderRequest, TessellateRequest,
 };
 use lightbox_runtime::{ObjectKey, Store};
+use lightbox_tessellate::samples::Sample;
+use lightbox_tessellate::TessellationParams;
+use lightbox_tests::{
+    function_binary, function_env, noisy_png, FunctionProcess, NatsServer, SeaweedS3, TempDir,
+};
+use object_store::path::Path;
+use object_store::ObjectStore;
 
 const JOBS: usize = 300;
 
@@ -101,12 +101,7 @@ async fn main() -> anyhow::Result<()> {
     // Inputs: a distinct image per conversion, one model to render and one STEP part to
     // tessellate (each tessellation asks for its own deflection, so each has its own cache entry).
     let model = ObjectKey::new("models/chaos-bearing.glb")?;
-    put_retrying(
-        &store,
-        &model,
-        lightbox_testmodels::bearing_glb(0.05),
-    )
-    .await;
+    put_retrying(&store, &model, lightbox_testmodels::bearing_glb(0.05)).await;
     let step = ObjectKey::new("models/chaos-bracket.step")?;
     let step_bytes = lightbox_tessellate::samples::step_bytes(Sample::Bracket)?;
     put_retrying(&store, &step, step_bytes.clone()).await;

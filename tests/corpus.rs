@@ -1425,16 +1425,19 @@ fn fuzz_cases(b: &mut Builder, root: &Path) {
                     // request does not parse (a well-formed job would run, so it is left out).
                     let message = match lightbox_runtime::job::parse_envelope(&bytes) {
                         Err(err) => err.to_string(),
-                        Ok(envelope) if envelope.function != lightbox_runtime::Function::Convert => {
+                        Ok(envelope)
+                            if envelope.function != lightbox_runtime::Function::Convert =>
+                        {
                             format!(
                                 "job is for function {} but was queued on convert",
                                 envelope.function
                             )
                         }
                         Ok(envelope) => {
-                            match lightbox_runtime::job::parse_request::<lightbox_runtime::requests::ConvertRequest>(
-                                &envelope.request,
-                            ) {
+                            match lightbox_runtime::job::parse_request::<
+                                lightbox_runtime::requests::ConvertRequest,
+                            >(&envelope.request)
+                            {
                                 Err(err) => err.to_string(),
                                 Ok(_) => continue,
                             }

@@ -4,13 +4,13 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use futures::StreamExt;
-use lightbox_tests::corpus::{self, Case};
-use lightbox_tests::{function_binary, function_env, wait_consuming, FunctionProcess};
-use serde_json::json;
 use lightbox_runtime::events::{JobEvent, JobState};
 use lightbox_runtime::job::{Envelope, Function};
 use lightbox_runtime::requests::{ConvertRequest, ImageFormat, RenderRequest, TessellateRequest};
 use lightbox_runtime::ObjectKey;
+use lightbox_tests::corpus::{self, Case};
+use lightbox_tests::{function_binary, function_env, wait_consuming, FunctionProcess};
+use serde_json::json;
 
 impl Stack {
     /// A function process on `queue`, consuming.

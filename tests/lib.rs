@@ -364,7 +364,10 @@ pub fn function_env(nats: &NatsServer, store: &[(String, String)]) -> Vec<(Strin
     let mut env = vec![
         ("NATS_URL".to_string(), nats.url()),
         ("LIGHTBOX_ACK_WAIT_SECS".to_string(), "3".to_string()),
-        ("LIGHTBOX_METRICS_ADDR".to_string(), "127.0.0.1:0".to_string()),
+        (
+            "LIGHTBOX_METRICS_ADDR".to_string(),
+            "127.0.0.1:0".to_string(),
+        ),
         ("LIGHTBOX_BACKOFF_BASE_MS".to_string(), "100".to_string()),
         ("LIGHTBOX_BACKOFF_MAX_MS".to_string(), "500".to_string()),
         ("LIGHTBOX_LOG".to_string(), "info".to_string()),

@@ -3,11 +3,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use lightbox_tests::{function_binary, function_env, noisy_png, wait_consuming, FunctionProcess};
 use lightbox_runtime::events::JobState;
 use lightbox_runtime::job::{Envelope, Function};
 use lightbox_runtime::requests::{ConvertRequest, ImageFormat, Size};
 use lightbox_runtime::ObjectKey;
+use lightbox_tests::{function_binary, function_env, noisy_png, wait_consuming, FunctionProcess};
 
 impl Stack {
     fn convert_worker(&self, label: &str, extra: &[(&str, &str)]) -> FunctionProcess {

@@ -6,11 +6,11 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
+use lightbox_runtime::client::Client;
+use lightbox_runtime::{ObjectKey, Store};
 use lightbox_tests::{NatsServer, SeaweedS3, TempDir};
 use object_store::path::Path;
 use object_store::ObjectStore;
-use lightbox_runtime::client::Client;
-use lightbox_runtime::{ObjectKey, Store};
 
 pub struct Stack {
     pub nats: NatsServer,

@@ -1,12 +1,12 @@
 use crate::stack::{stack, Stack};
 use std::time::Duration;
 
-use lightbox_tessellate::samples::{self, Sample};
-use lightbox_tests::{function_binary, function_env, wait_consuming, FunctionProcess};
 use lightbox_runtime::events::{JobEvent, JobState};
 use lightbox_runtime::job::{Envelope, Function};
 use lightbox_runtime::requests::TessellateRequest;
 use lightbox_runtime::ObjectKey;
+use lightbox_tessellate::samples::{self, Sample};
+use lightbox_tests::{function_binary, function_env, wait_consuming, FunctionProcess};
 
 impl Stack {
     fn worker(&self, label: &str, extra: &[(&str, &str)]) -> FunctionProcess {

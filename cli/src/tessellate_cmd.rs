@@ -44,7 +44,12 @@ pub fn tessellate_step(
 ) -> anyhow::Result<lightbox_tessellate::Tessellated> {
     let limits = Limits::from_env();
     let sandbox = lightbox_tessellate::sandbox(helper()?, &limits);
-    Ok(tessellate_bytes(step, params, limits.max_input_bytes, &sandbox)?)
+    Ok(tessellate_bytes(
+        step,
+        params,
+        limits.max_input_bytes,
+        &sandbox,
+    )?)
 }
 
 pub fn run(args: &TessellateArgs) -> anyhow::Result<()> {

@@ -20,12 +20,12 @@ use std::time::Instant;
 
 use bytes::Bytes;
 use image::{DynamicImage, ImageDecoder, ImageReader};
-use serde::Serialize;
-use sha2::{Digest, Sha256};
 use lightbox_runtime::config::env_parse;
 use lightbox_runtime::requests::{ConvertRequest, ImageFormat, Size};
 use lightbox_runtime::worker::{Handler, Job, Outcome};
 use lightbox_runtime::{Function, JobError, ObjectKey};
+use serde::Serialize;
+use sha2::{Digest, Sha256};
 
 /// Input limits: larger inputs are refused before decoding (decompression bombs included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -19,11 +19,10 @@ use std::process::Command;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
-use render_runtime::{
-    DenoiseRequest, ImportLimits, NoHooks, PreparedScene, RenderOutput, RenderSpec,
-    TurntableSpec,
-};
 use lightbox_testmodels as testmodels;
+use render_runtime::{
+    DenoiseRequest, ImportLimits, NoHooks, PreparedScene, RenderOutput, RenderSpec, TurntableSpec,
+};
 
 struct Case {
     name: &'static str,

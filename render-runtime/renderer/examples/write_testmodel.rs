@@ -1,8 +1,8 @@
 //! Writes a procedural test model as GLB: `write_testmodel bearing|primitives OUT.glb [DETAIL]`.
 
 use anyhow::{bail, Context};
-use render_runtime::scene::export::export_glb;
 use lightbox_testmodels as testmodels;
+use render_runtime::scene::export::export_glb;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();

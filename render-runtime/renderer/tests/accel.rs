@@ -1,9 +1,9 @@
 //! Embree against brute force on seeded random rays through an instanced scene.
 
+use lightbox_testmodels as testmodels;
 use render_runtime::accel::{AccelOptions, BruteForce, EmbreeAccel, Ray};
 use render_runtime::math::Vec3;
 use render_runtime::sampler::Sampler;
-use lightbox_testmodels as testmodels;
 
 fn random_unit(sampler: &mut Sampler) -> Vec3 {
     let z = sampler.next_f32() * 2.0 - 1.0;

@@ -7,14 +7,13 @@
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
+use lightbox_testmodels as testmodels;
 use render_runtime::scene::export::export_glb;
 use render_runtime::spec::{ImageFormat, RenderSpec, TurntableSpec};
 use render_runtime::studio::{Background, Studio};
 use render_runtime::{
-    render_glb, DenoiseRequest, Denoiser, NoHooks, PreparedScene, RenderError,
-    RenderHooks,
+    render_glb, DenoiseRequest, Denoiser, NoHooks, PreparedScene, RenderError, RenderHooks,
 };
-use lightbox_testmodels as testmodels;
 
 fn tiny_spec(samples: u32) -> RenderSpec {
     RenderSpec {

@@ -1,9 +1,9 @@
 //! A USD master renders like the GLB it came from.
 
+use lightbox_testmodels as testmodels;
 use render_runtime::scene::usd_write::{export_usda, export_usdz};
 use render_runtime::spec::RenderSpec;
 use render_runtime::{Film, ImportLimits, NoHooks, PreparedScene};
-use lightbox_testmodels as testmodels;
 
 fn render(prepared: &PreparedScene) -> Film {
     let spec = RenderSpec {

@@ -6,10 +6,10 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 
 use lightbox_scene::usd_write::export_usda;
-use lightbox_testmodels::{self as testmodels, hostile};
 use lightbox_scene::{
     import_gltf_with_limits, import_usd_with_limits, ImportError, ImportLimits, UsdImportError,
 };
+use lightbox_testmodels::{self as testmodels, hostile};
 
 struct Counting;
 

@@ -1,9 +1,9 @@
 //! GLB import: round trips of the procedural models and clean errors on broken files.
 
 use lightbox_scene::export::export_glb;
-use lightbox_testmodels::hostile::{self, join_glb};
 use lightbox_scene::{import_gltf, import_gltf_with_limits, ImportError, ImportLimits};
 use lightbox_testmodels as testmodels;
+use lightbox_testmodels::hostile::{self, join_glb};
 use serde_json::Value;
 
 /// Splits a GLB into its JSON document and binary chunk.

@@ -8,8 +8,8 @@
 
 use std::f32::consts::{PI, TAU};
 
-use lightbox_scene::math::{Affine, Vec3};
 use lightbox_scene::export::export_glb;
+use lightbox_scene::math::{Affine, Vec3};
 use lightbox_scene::{Material, Mesh, Scene};
 
 pub mod compare;

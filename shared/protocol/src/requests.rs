@@ -292,7 +292,10 @@ mod tests {
                 "render.heavy",
             ),
             // An edge past u32 saturates instead of wrapping to a thumbnail.
-            (serde_json::json!([{"width": 4294967296u64}]), "render.heavy"),
+            (
+                serde_json::json!([{"width": 4294967296u64}]),
+                "render.heavy",
+            ),
         ];
         for (outputs, queue) in cases {
             assert_eq!(

@@ -217,7 +217,10 @@ mod tests {
             .await
             .unwrap();
         let live = get(addr, "/livez").await;
-        assert!(live.starts_with("HTTP/1.1 200 OK") && live.ends_with("ok\n"), "{live}");
+        assert!(
+            live.starts_with("HTTP/1.1 200 OK") && live.ends_with("ok\n"),
+            "{live}"
+        );
         let missing = get(addr, "/nope").await;
         assert!(missing.starts_with("HTTP/1.1 404"), "{missing}");
         task.abort();
