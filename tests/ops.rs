@@ -441,7 +441,17 @@ async fn micro_stats_and_metrics_count_jobs_errors_and_time() {
     );
     assert!(stats["started"].as_str().unwrap().ends_with('Z'), "{stats}");
 
-    let text = scrape(worker.metrics_addr.expect("a metrics address")).await;
+    // The terminal event is stored before the delivery's slot is freed, so the in-flight gauge
+    // may still read 1 for a moment after `wait` returns: scrape until it settles (bounded).
+    let addr = worker.metrics_addr.expect("a metrics address");
+    let mut text = scrape(addr).await;
+    for _ in 0..50 {
+        if text.contains("lightbox_jobs_in_flight{function=\"convert\"} 0") {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        text = scrape(addr).await;
+    }
     for expected in [
         "lightbox_jobs_total{function=\"convert\",state=\"succeeded\"} 2",
         "lightbox_jobs_total{function=\"convert\",state=\"failed\"} 1",

@@ -468,7 +468,12 @@ fn layer_asset_paths(
         reason: format!("{path}: {reason}"),
     };
     if encoding == UsdEncoding::Usdc {
+        // Binary layers are not read in this process: openusd 0.6 allocates whatever counts a
+        // usdc value declares (corpus case 108 asks for 160 GB), which only the isolated reader
+        // survives. A usdc layer is imported whole (in the sandbox) but the files it names are
+        // not collected, so its own references and payloads must be inside a usdz or absent.
         usdc_guard::check(bytes, budget).map_err(|e| failed(e.to_string()))?;
+        return Ok(Vec::new());
     }
     let bytes: Arc<[u8]> = Arc::from(bytes);
     // openusd is a young library: a malformed layer is an error, never a crashed worker.
