@@ -10,7 +10,7 @@ tools="${LIGHTBOX_TOOLS_DIR:-$root/.tools}"
 venv="$tools/venv"
 
 need_apt=()
-for pkg in pkg-config libembree-dev libdraco-dev libocct-data-exchange-dev libocct-ocaf-dev libocct-modeling-algorithms-dev libocct-visualization-dev; do
+for pkg in pkg-config g++ libembree-dev libdraco-dev libocct-data-exchange-dev libocct-ocaf-dev libocct-modeling-algorithms-dev libocct-visualization-dev; do
   dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
 done
 if [ ${#need_apt[@]} -gt 0 ]; then
