@@ -53,8 +53,10 @@ bench: build
     cargo build --release -p lightbox-convert --bins
     cargo run --release -q -p lightbox-tests --bin bench-foundation
 
-# Renderer benchmark: the procedural bearing at 512² 64 spp (denoised), 1024² 128 spp and a 12-frame
-# turntable, side by side with Blender 5.0 Cycles CPU (bpy, installed into .tools/bpy on first use).
+# Renderer benchmark: first the fair table of #17 (512² 64 spp: native, the Cycles engine and plain
+# Blender Cycles at equal spp, mean FLIP against a Cycles reference, time to reach Cycles-64-spp's
+# FLIP, each goal beside its figure), then the procedural bearing at 512² 64 spp, 1024² 128 spp and
+# a 12-frame turntable next to plain Cycles (bpy and FLIP installed into .tools/bpy on first use).
 bench-render *ARGS: setup
     bash tools/setup-bpy.sh
     cargo run --release -q -p render-runtime --example bench_render -- --blender-python .tools/bpy/bin/python {{ARGS}}
@@ -84,8 +86,8 @@ fuzz SECS="60":
 bench-tessellate: setup
     cargo run --release -q -p lightbox-tessellate --example bench_tessellate
 
-# Engines side by side on this CPU: native vs Cycles, quality against a high-sample reference, and
-# the warm-worker gain.
+# Engines side by side on this CPU: native, the Cycles engine and plain Cycles at equal spp with mean
+# FLIP against one high-sample Cycles reference, a turntable each, and the warm-worker gain.
 bench-engines: setup
     bash tools/setup-bpy.sh
     cargo run --release -q -p render-runtime --example bench_engines

@@ -269,9 +269,9 @@ class Worker:
 
     # ---- render ----------------------------------------------------------------------------
 
-    def render(self, req):
-        if not self.model_objects:
-            raise ValueError("render before load: no model is loaded")
+    def configure_output(self, req):
+        """What every render needs, whatever its light transport: size, samples, seed, a
+        scene-linear float frame over a transparent film for the Rust side to tone map."""
         scene = bpy.context.scene
         r = scene.render
         c = scene.cycles
@@ -286,22 +286,11 @@ class Worker:
         scene.view_settings.look = "None"
         scene.view_settings.exposure = 0.0
         scene.view_settings.gamma = 1.0
+        # Exactly the requested samples in every pixel (the native engine has no adaptivity).
         c.samples = req["samples"]
         c.use_adaptive_sampling = False
         c.seed = req["seed"] % (2**31)
         c.use_animated_seed = False
-        bounces = req["max_bounces"]
-        c.max_bounces = bounces
-        c.diffuse_bounces = bounces
-        c.glossy_bounces = bounces
-        c.transmission_bounces = bounces
-        c.transparent_max_bounces = max(bounces, 8)
-        # Unbiased like the native path tracer: no clamping, no glossy blur, a box pixel filter.
-        c.sample_clamp_direct = 0.0
-        c.sample_clamp_indirect = 0.0
-        c.blur_glossy = 0.0
-        c.pixel_filter_type = "BOX"
-        c.filter_width = 1.0
         c.use_denoising = bool(req["denoise"])
         if c.use_denoising:
             c.denoiser = "OPENIMAGEDENOISE"
@@ -315,11 +304,33 @@ class Worker:
         img.color_depth = "32"
         img.exr_codec = "NONE"
 
+    def configure(self, req):
+        """The studio's light transport, matched to the native path tracer (a subclass may keep
+        Blender's defaults instead: bench/plain_cycles.py)."""
+        c = bpy.context.scene.cycles
+        bounces = req["max_bounces"]
+        c.max_bounces = bounces
+        c.diffuse_bounces = bounces
+        c.glossy_bounces = bounces
+        c.transmission_bounces = bounces
+        c.transparent_max_bounces = max(bounces, 8)
+        # Unbiased like the native path tracer: no clamping, no glossy blur, a box pixel filter.
+        c.sample_clamp_direct = 0.0
+        c.sample_clamp_indirect = 0.0
+        c.blur_glossy = 0.0
+        c.pixel_filter_type = "BOX"
+        c.filter_width = 1.0
+
+    def render(self, req):
+        if not self.model_objects:
+            raise ValueError("render before load: no model is loaded")
+        self.configure_output(req)
+        self.configure(req)
         self.apply_studio(req)
 
         out = req["out"]
         exr = out + ".exr"
-        r.filepath = exr
+        bpy.context.scene.render.filepath = exr
         self.stats = {}
         t0 = time.perf_counter()
         bpy.ops.render.render(write_still=True)
@@ -422,8 +433,8 @@ def pick_device():
     return "CPU", ["CPU"]
 
 
-def main():
-    worker = Worker()
+def main(worker_class=None):
+    worker = (worker_class or Worker)()
     try:
         worker.setup()
     except Exception as exc:  # noqa: BLE001 - reported to Rust, then exit

@@ -1,13 +1,16 @@
 //! Native vs Cycles on the same jobs, side by side (prints numbers; not a timed test).
 //!
-//! For each job both engines render the same spec of the procedural bearing. Quality is SSIM
-//! and RMSE on luma against a high-sample reference (`--ref-samples`, denoised) rendered by
-//! each engine, plus the cross-engine SSIM against the other engine's reference. Then the
-//! warm-worker gain: a cold Blender start plus a job, against the same job on the warm worker.
+//! The still is the fair comparison of issue #17 (`fair/mod.rs`): native, the project's Cycles
+//! engine and plain Blender Cycles (`bench/plain_cycles.py`, Blender 5.0's defaults on the same
+//! model, camera and lights) at equal spp, each scored by mean FLIP (NVIDIA's `flip-evaluator`)
+//! against one high-sample Cycles render of the studio (`--ref-samples`), native also at other
+//! sample counts (`--native-spp`) for the time to reach Cycles' error; with `--engines native`
+//! only native runs. Then a turntable on each engine, and the warm-worker gain: a cold Blender
+//! start plus a job, against the same job on the warm worker.
 //!
 //! ```text
 //! cargo run --release -p render-runtime --example bench_engines -- \
-//!     [--detail 1.0] [--size 256] [--samples 32] [--frames 6] [--ref-samples 512] \
+//!     [--detail 1.0] [--size 256] [--samples 32] [--frames 6] [--ref-samples 512] [--native-spp 8,16,32,64,128] \
 //!     [--turntable-size N] [--turntable-samples N] \
 //!     [--only still|turntable|warm] [--out DIR] [--device CPU|CUDA|OPTIX] [--engines native,cycles]
 //! ```
@@ -15,6 +18,9 @@
 //! Blender's Python comes from `LIGHTBOX_BLENDER_PYTHON`, else `.tools/bpy/bin/python`, else
 //! `/work/bpyvenv/bin/python`. `tools/gpu-check.sh` runs this at 2048x2048, 256 spp.
 //! `bench_engines --compare A.png B.png` prints the SSIM and RMSE of two images.
+
+#[path = "fair/mod.rs"]
+mod fair;
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -35,6 +41,7 @@ struct Options {
     turntable_size: Option<u32>,
     turntable_samples: Option<u32>,
     ref_samples: u32,
+    native_spp: Vec<u32>,
     only: Option<String>,
     out: Option<PathBuf>,
     device: Option<String>,
@@ -50,6 +57,7 @@ fn parse_options() -> Result<Options> {
         turntable_size: None,
         turntable_samples: None,
         ref_samples: 512,
+        native_spp: vec![8, 16, 32, 64, 128],
         only: None,
         out: None,
         device: None,
@@ -70,6 +78,13 @@ fn parse_options() -> Result<Options> {
                 opts.turntable_samples = Some(value()?.parse().context("--turntable-samples")?)
             }
             "--ref-samples" => opts.ref_samples = value()?.parse().context("--ref-samples")?,
+            "--native-spp" => {
+                opts.native_spp = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<u32>())
+                    .collect::<Result<_, _>>()
+                    .context("--native-spp")?
+            }
             "--only" => opts.only = Some(value()?),
             "--out" => opts.out = Some(PathBuf::from(value()?)),
             "--device" => opts.device = Some(value()?),
@@ -198,32 +213,30 @@ fn main() -> Result<()> {
             },
         ),
     ];
-    // High-sample references of the still, per engine.
-    let mut references: Vec<(EngineKind, Vec<u8>)> = Vec::new();
-    if wants("still") && opts.ref_samples > 0 {
-        let reference = RenderSpec {
-            samples: Some(opts.ref_samples),
-            ..still.clone()
-        };
-        for &kind in &opts.engines {
-            let Some(engine) = engines.get(kind) else {
-                continue;
-            };
-            let t = Instant::now();
-            let out = engine.render_spec(Model::Bytes(&glb), &reference, &NoHooks)?;
-            println!(
-                "{}",
-                timing_line(kind.as_str(), "reference", &out, t.elapsed())
-            );
-            references.push((kind, out.images[0].bytes.clone()));
-        }
+    // The still: the fair table when Cycles is there (it renders the reference), else native.
+    if wants("still") && engines.cycles.is_some() {
+        // The table runs its own workers; this one waits for the turntable.
+        fair::fair_table(
+            "still",
+            &glb,
+            &fair::FairOptions {
+                size: opts.size,
+                samples: opts.samples,
+                ref_samples: opts.ref_samples,
+                native_spp: opts.native_spp.clone(),
+                dir: opts
+                    .out
+                    .clone()
+                    .unwrap_or_else(|| std::env::temp_dir().join("lightbox-bench-engines")),
+                device: opts.device.clone(),
+            },
+        )?;
     }
 
     for (name, spec) in &jobs {
-        if !wants(name) {
+        if !wants(name) || (*name == "still" && engines.cycles.is_some()) {
             continue;
         }
-        let mut stills: Vec<(EngineKind, Vec<u8>)> = Vec::new();
         for &kind in &opts.engines {
             let Some(engine) = engines.get(kind) else {
                 continue;
@@ -247,29 +260,6 @@ fn main() -> Result<()> {
                     dir.join(format!("{name}-{}.{ext}", kind.as_str())),
                     &out.images[0].bytes,
                 )?;
-            }
-            stills.push((kind, out.images[0].bytes.clone()));
-        }
-        if spec.turntable.is_none() {
-            for (kind, bytes) in &stills {
-                for (ref_kind, reference) in &references {
-                    let sim = compare_png(bytes, reference)?;
-                    println!(
-                        "{name:<10} {:<7} vs {} reference ({} spp): {sim}",
-                        kind.as_str(),
-                        ref_kind.as_str(),
-                        opts.ref_samples
-                    );
-                }
-            }
-            if let [(a, x), (b, y)] = stills.as_slice() {
-                let sim = compare_png(x, y)?;
-                println!(
-                    "{name:<10} {} vs {} at {} spp: {sim}",
-                    a.as_str(),
-                    b.as_str(),
-                    opts.samples
-                );
             }
         }
     }

@@ -1,27 +1,36 @@
 //! Renderer benchmark (prints numbers; not a timed test).
 //!
-//! Renders the full-detail procedural bearing (through its GLB bytes, so the importer is timed
-//! too) at 512x512 64 spp with denoise, at 1024x1024 128 spp, and as a 12-frame 512x512
-//! turntable, printing import, accel build, render, denoise, encode and Mrays/s per case.
+//! First the fair comparison of issue #17 (`fair/mod.rs`): at 512x512 64 spp, native, the
+//! project's Cycles engine and plain Blender Cycles (`bench/plain_cycles.py`: Blender 5.0's
+//! defaults on the same model, camera and lights), each scored by mean FLIP against one Cycles
+//! render at `--ref-samples`, native also at other sample counts for the headline: native's time
+//! to reach Cycles-64-spp-with-OIDN's FLIP next to plain Cycles' time, with the #17 goals beside
+//! the figures. Then the full-detail procedural bearing (through its GLB bytes, so the importer
+//! is timed too) at 512x512 64 spp with denoise, at 1024x1024 128 spp, and as a 12-frame 512x512
+//! turntable, printing import, accel build, render, denoise, encode and Mrays/s per case, with
+//! plain Cycles at the same size and spp.
 //!
 //! ```text
 //! cargo run --release -p render-runtime --example bench_render -- \
-//!     [--detail 1.0] [--only still512|still1024|turntable] [--out DIR] \
-//!     [--blender-python /work/bpyvenv/bin/python]
+//!     [--detail 1.0] [--only fair|still512|still1024|turntable] [--out DIR] \
+//!     [--size 512] [--samples 64] [--ref-samples 256] [--native-spp 16,32,64,128,256] \
+//!     [--blender-python .tools/bpy/bin/python]
 //! ```
 //!
-//! With `--blender-python`, `render-runtime/bench/cycles_bench.py` renders the same GLB with
-//! Blender Cycles on the CPU at the same sizes and samples, and the ratios are printed side by
-//! side.
+//! Blender's Python comes from `--blender-python`, `LIGHTBOX_BLENDER_PYTHON` or `.tools/bpy`
+//! (`tools/setup-bpy.sh`, which also installs FLIP). Without it only the native cases run.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+#[path = "fair/mod.rs"]
+mod fair;
+
+use std::path::PathBuf;
 use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use lightbox_testmodels as testmodels;
 use render_runtime::{
-    DenoiseRequest, ImportLimits, NoHooks, PreparedScene, RenderOutput, RenderSpec, TurntableSpec,
+    DenoiseRequest, Engine, ImportLimits, Model, NoHooks, PreparedScene, RenderOutput, RenderSpec,
+    TurntableSpec,
 };
 
 struct Case {
@@ -56,7 +65,10 @@ struct Options {
     detail: f32,
     only: Option<String>,
     out: Option<PathBuf>,
-    blender_python: Option<PathBuf>,
+    size: u32,
+    samples: u32,
+    ref_samples: u32,
+    native_spp: Vec<u32>,
 }
 
 fn parse_options() -> Result<Options> {
@@ -64,7 +76,10 @@ fn parse_options() -> Result<Options> {
         detail: 1.0,
         only: None,
         out: None,
-        blender_python: None,
+        size: 512,
+        samples: 64,
+        ref_samples: 256,
+        native_spp: vec![16, 32, 64, 128, 256],
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -73,7 +88,25 @@ fn parse_options() -> Result<Options> {
             "--detail" => opts.detail = value()?.parse().context("--detail")?,
             "--only" => opts.only = Some(value()?),
             "--out" => opts.out = Some(PathBuf::from(value()?)),
-            "--blender-python" => opts.blender_python = Some(PathBuf::from(value()?)),
+            "--size" => opts.size = value()?.parse().context("--size")?,
+            "--samples" => opts.samples = value()?.parse().context("--samples")?,
+            "--ref-samples" => opts.ref_samples = value()?.parse().context("--ref-samples")?,
+            "--native-spp" => {
+                opts.native_spp = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<u32>())
+                    .collect::<Result<_, _>>()
+                    .context("--native-spp")?
+            }
+            // Where Blender's Python is: the engines read LIGHTBOX_BLENDER_PYTHON.
+            "--blender-python" => {
+                let path = PathBuf::from(value()?);
+                if std::env::var_os(render_runtime::engine::cycles::BLENDER_PYTHON_ENV).is_none() {
+                    let absolute = std::fs::canonicalize(&path).unwrap_or(path);
+                    // Set before any thread that reads the environment is started.
+                    std::env::set_var(render_runtime::engine::cycles::BLENDER_PYTHON_ENV, absolute);
+                }
+            }
             "--bench" => {} // passed by `cargo bench`-style runners; harmless
             other => bail!("unknown argument {other}"),
         }
@@ -104,62 +137,56 @@ fn print_native(name: &str, import_s: f64, build_s: f64, out: &RenderOutput, wal
     }
 }
 
-#[derive(Debug, Default)]
-struct CyclesResult {
-    import_s: f64,
-    render_s: f64,
-}
-
-fn run_cycles(python: &Path, glb: &Path, case: &Case) -> Result<CyclesResult> {
-    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("bench/cycles_bench.py");
-    let output = Command::new(python)
-        .arg(&script)
-        .args(["--glb", &glb.to_string_lossy()])
-        .args([
-            "--width",
-            &case.size.to_string(),
-            "--height",
-            &case.size.to_string(),
-        ])
-        .args(["--samples", &case.samples.to_string()])
-        .args(["--frames", &case.frames.unwrap_or(1).to_string()])
-        .arg("--denoise")
-        .output()
-        .with_context(|| format!("running {}", python.display()))?;
-    if !output.status.success() {
-        bail!(
-            "cycles_bench.py failed: {}",
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    // Blender prints its own log lines; the result is the last line that parses as JSON.
-    let json = stdout
-        .lines()
-        .rev()
-        .find_map(|l| serde_json::from_str::<serde_json::Value>(l.trim()).ok())
-        .context("cycles_bench.py printed no JSON result")?;
-    Ok(CyclesResult {
-        import_s: json["import_s"].as_f64().unwrap_or(f64::NAN),
-        render_s: json["render_s"].as_f64().unwrap_or(f64::NAN),
-    })
-}
-
 fn main() -> Result<()> {
     let opts = parse_options()?;
     let t0 = Instant::now();
     let glb = testmodels::bearing_glb(opts.detail);
     println!(
-        "bearing GLB: detail {}, {:.1} MB, generated in {:.2} s",
+        "bearing GLB: detail {}, {:.1} MB, generated in {:.2} s; {} threads",
         opts.detail,
         glb.len() as f64 / 1e6,
-        t0.elapsed().as_secs_f64()
+        t0.elapsed().as_secs_f64(),
+        std::thread::available_parallelism().map_or(0, |n| n.get())
     );
-    let glb_path = std::env::temp_dir().join(format!("lightbox-bench-bearing-{}.glb", opts.detail));
-    std::fs::write(&glb_path, &glb).context("writing bench GLB")?;
+    let out_dir = opts
+        .out
+        .clone()
+        .unwrap_or_else(|| std::env::temp_dir().join("lightbox-bench-render"));
+    let has_blender = fair::blender_python().is_some();
+    if !has_blender {
+        println!("Blender Python not found (tools/setup-bpy.sh): Cycles and plain Cycles skipped");
+    }
+    let wants = |name: &str| opts.only.as_deref().is_none_or(|o| o == name);
 
+    if has_blender && wants("fair") {
+        fair::fair_table(
+            "bearing",
+            &glb,
+            &fair::FairOptions {
+                size: opts.size,
+                samples: opts.samples,
+                ref_samples: opts.ref_samples,
+                native_spp: opts.native_spp.clone(),
+                dir: out_dir.clone(),
+                device: Some("CPU".into()),
+            },
+        )?;
+        println!(
+            "goal 2048x2048 at Cycles-256-spp's FLIP at least 5x faster than plain Cycles: not measured in this run \
+             (`--only fair --size 2048 --samples 256`; about an hour of 2-core CPU for both engines)"
+        );
+        println!(
+            "goal renderer at >= 60% of Embree's raw throughput for its ray mix: not measured (no throughput probe yet)"
+        );
+    }
+
+    let mut plain = if has_blender && CASES.iter().any(|c| wants(c.name)) {
+        Some(fair::start_plain_cycles(Some("CPU".into()))?)
+    } else {
+        None
+    };
     for case in CASES.iter() {
-        if opts.only.as_deref().is_some_and(|o| o != case.name) {
+        if !wants(case.name) {
             continue;
         }
         let wall = Instant::now();
@@ -192,29 +219,30 @@ fn main() -> Result<()> {
             );
         }
         print_native(case.name, import_s, build_s, &out, wall_s);
-        if let Some(dir) = &opts.out {
-            std::fs::create_dir_all(dir)?;
-            std::fs::write(dir.join(format!("{}.png", case.name)), &out.images[0].bytes)?;
-            if let Some(anim) = &out.animation {
-                std::fs::write(dir.join(format!("{}.webp", case.name)), &anim.bytes)?;
-            }
+        std::fs::create_dir_all(&out_dir)?;
+        std::fs::write(
+            out_dir.join(format!("{}.png", case.name)),
+            &out.images[0].bytes,
+        )?;
+        if let Some(anim) = &out.animation {
+            std::fs::write(out_dir.join(format!("{}.webp", case.name)), &anim.bytes)?;
         }
-        if let Some(python) = &opts.blender_python {
-            match run_cycles(python, &glb_path, case) {
-                Ok(c) => {
-                    let native_render =
-                        out.timings.render.as_secs_f64() + out.timings.denoise.as_secs_f64();
-                    println!(
-                        "{:<10} cycles  import {:7.3} s  render+denoise {:7.3} s   ratio: import {:.1}x, render+denoise {:.1}x faster",
-                        case.name,
-                        c.import_s,
-                        c.render_s,
-                        c.import_s / import_s.max(1e-9),
-                        c.render_s / native_render.max(1e-9)
-                    );
-                }
-                Err(e) => println!("{:<10} cycles  unavailable: {e:#}", case.name),
-            }
+        if let Some(engine) = plain.as_mut() {
+            let t = Instant::now();
+            let c = engine.render_spec(Model::Bytes(&glb), &spec, &NoHooks)?;
+            let c_wall = t.elapsed().as_secs_f64();
+            let native_render =
+                out.timings.render.as_secs_f64() + out.timings.denoise.as_secs_f64();
+            let c_render = c.timings.render.as_secs_f64() + c.timings.denoise.as_secs_f64();
+            println!(
+                "{:<10} plain Cycles  import {:7.3} s  sync {:7.3} s  render+denoise {:7.3} s  wall {c_wall:.2} s   \
+                 native is {:.2}x faster at equal spp (render+denoise)",
+                case.name,
+                c.timings.import.as_secs_f64(),
+                c.timings.accel_build.as_secs_f64(),
+                c_render,
+                c_render / native_render.max(1e-9)
+            );
         }
     }
     Ok(())

@@ -1,0 +1,265 @@
+//! The fair comparison shared by `bench_render` and `bench_engines` (issue #17): native, the
+//! project's Cycles engine and plain Blender Cycles (`bench/plain_cycles.py`: the same model,
+//! camera, lights and world, otherwise Blender 5.0's defaults) at equal spp, each image scored by
+//! mean FLIP (`bench/flip.py`, NVIDIA's `flip-evaluator`) against one high-sample render of the
+//! studio by the Cycles engine, computed once per run.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, Context, Result};
+use render_runtime::{
+    CyclesConfig, CyclesEngine, DenoiseRequest, Engine, Model, NativeEngine, NoHooks, RenderOutput,
+    RenderSpec,
+};
+
+pub fn bench_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("bench")
+}
+
+/// Blender's Python (with `flip-evaluator`, installed by `tools/setup-bpy.sh`).
+pub fn blender_python() -> Option<PathBuf> {
+    render_runtime::engine::cycles::find_blender_python()
+}
+
+/// The project's Cycles engine (`worker_script: None`) or another worker script speaking its
+/// protocol, such as plain Cycles.
+pub fn start_cycles(
+    worker_script: Option<PathBuf>,
+    device: Option<String>,
+) -> Result<CyclesEngine> {
+    let config = CyclesConfig {
+        worker_script,
+        device,
+        ..CyclesConfig::from_env()
+    };
+    CyclesEngine::start(config).map_err(|e| anyhow::anyhow!("{:#}", anyhow::Error::new(e)))
+}
+
+pub fn start_plain_cycles(device: Option<String>) -> Result<CyclesEngine> {
+    start_cycles(Some(bench_dir().join("plain_cycles.py")), device)
+}
+
+/// Mean FLIP of each test image against `reference` (PNG files).
+pub fn flip(reference: &Path, tests: &[PathBuf]) -> Result<Vec<f64>> {
+    let python = blender_python().context("no Blender Python for FLIP (tools/setup-bpy.sh)")?;
+    let output = Command::new(&python)
+        .arg(bench_dir().join("flip.py"))
+        .arg(reference)
+        .args(tests)
+        .output()
+        .with_context(|| format!("running {}", python.display()))?;
+    if !output.status.success() {
+        bail!(
+            "flip.py failed (tools/setup-bpy.sh installs flip-evaluator): {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let json: serde_json::Value = stdout
+        .lines()
+        .rev()
+        .find_map(|l| serde_json::from_str(l.trim()).ok())
+        .context("flip.py printed no JSON")?;
+    let values: Vec<f64> = json["flip"]
+        .as_array()
+        .context("flip.py: no flip array")?
+        .iter()
+        .map(|v| v.as_f64().unwrap_or(f64::NAN))
+        .collect();
+    if values.len() != tests.len() {
+        bail!(
+            "flip.py returned {} values for {} images",
+            values.len(),
+            tests.len()
+        );
+    }
+    Ok(values)
+}
+
+/// One render of the comparison.
+pub struct Shot {
+    pub label: String,
+    pub spp: u32,
+    /// Render + denoise (scene sync, BVH build, import and encode excluded).
+    pub render: Duration,
+    /// The whole call, import and encode included.
+    pub wall: Duration,
+    pub denoiser: &'static str,
+    pub png: PathBuf,
+    pub flip: f64,
+}
+
+pub fn render_to(
+    engine: &mut dyn Engine,
+    glb: &[u8],
+    spec: &RenderSpec,
+    label: &str,
+    dir: &Path,
+) -> Result<(Shot, RenderOutput)> {
+    let t = Instant::now();
+    let out = engine
+        .render_spec(Model::Bytes(glb), spec, &NoHooks)
+        .with_context(|| format!("{label} render"))?;
+    let wall = t.elapsed();
+    let png = dir.join(format!("{label}.png"));
+    std::fs::write(&png, &out.images[0].bytes)?;
+    Ok((
+        Shot {
+            label: label.to_string(),
+            spp: out.samples,
+            render: out.timings.render + out.timings.denoise,
+            wall,
+            denoiser: out.denoiser.as_str(),
+            png,
+            flip: f64::NAN,
+        },
+        out,
+    ))
+}
+
+pub struct FairOptions {
+    pub size: u32,
+    pub samples: u32,
+    pub ref_samples: u32,
+    /// Native sample counts tried to find the time to reach the target error.
+    pub native_spp: Vec<u32>,
+    pub dir: PathBuf,
+    pub device: Option<String>,
+}
+
+/// Renders the comparison and prints its table; returns every shot.
+pub fn fair_table(name: &str, glb: &[u8], opts: &FairOptions) -> Result<Vec<Shot>> {
+    std::fs::create_dir_all(&opts.dir)?;
+    let spec = |samples: u32| RenderSpec {
+        width: opts.size,
+        height: opts.size,
+        samples: Some(samples),
+        denoise: DenoiseRequest::Auto,
+        ..RenderSpec::default()
+    };
+    let mut cycles = start_cycles(None, opts.device.clone())?;
+    let mut plain = start_plain_cycles(opts.device.clone())?;
+    let mut native = NativeEngine::new();
+    let s = opts.size;
+
+    let (reference, _) = render_to(
+        &mut cycles,
+        glb,
+        &spec(opts.ref_samples),
+        &format!("{name}-reference-cycles-{}spp", opts.ref_samples),
+        &opts.dir,
+    )?;
+    println!(
+        "{name}: reference = Cycles engine, {s}x{s}, {} spp, OIDN: {:.2} s render+denoise; images in {}",
+        opts.ref_samples,
+        reference.render.as_secs_f64(),
+        opts.dir.display()
+    );
+    let mut shots = Vec::new();
+    // Plain first and Cycles second: each pays its own import on its first render, which the
+    // render+denoise figure leaves out anyway.
+    let (shot, _) = render_to(
+        &mut plain,
+        glb,
+        &spec(opts.samples),
+        &format!("{name}-plain-cycles-{}spp", opts.samples),
+        &opts.dir,
+    )?;
+    shots.push(shot);
+    let (shot, _) = render_to(
+        &mut cycles,
+        glb,
+        &spec(opts.samples),
+        &format!("{name}-cycles-engine-{}spp", opts.samples),
+        &opts.dir,
+    )?;
+    shots.push(shot);
+    drop((cycles, plain));
+    for &spp in &opts.native_spp {
+        let (shot, _) = render_to(
+            &mut native,
+            glb,
+            &spec(spp),
+            &format!("{name}-native-{spp}spp"),
+            &opts.dir,
+        )?;
+        shots.push(shot);
+    }
+    let pngs: Vec<PathBuf> = shots.iter().map(|s| s.png.clone()).collect();
+    for (shot, f) in shots.iter_mut().zip(flip(&reference.png, &pngs)?) {
+        shot.flip = f;
+    }
+
+    println!(
+        "{:<34} {:>5} {:>9} {:>9} {:>8} {:>7}",
+        "", "spp", "render s", "wall s", "denoise", "FLIP"
+    );
+    for shot in &shots {
+        println!(
+            "{:<34} {:>5} {:>9.2} {:>9.2} {:>8} {:>7.4}",
+            shot.label,
+            shot.spp,
+            shot.render.as_secs_f64(),
+            shot.wall.as_secs_f64(),
+            shot.denoiser,
+            shot.flip
+        );
+    }
+    let plain_shot = &shots[0];
+    let cycles_shot = &shots[1];
+    let target = cycles_shot.flip;
+    println!(
+        "{name}: equal spp ({} spp): native {:.2} s, Cycles engine {:.2} s ({:.2}x plain), plain Cycles {:.2} s \
+         [#17 goal: Cycles engine within 1.3x of plain: {}]",
+        opts.samples,
+        shots
+            .iter()
+            .find(|s| s.label.starts_with(&format!("{name}-native-")) && s.spp == opts.samples)
+            .map_or(f64::NAN, |s| s.render.as_secs_f64()),
+        cycles_shot.render.as_secs_f64(),
+        cycles_shot.render.as_secs_f64() / plain_shot.render.as_secs_f64(),
+        plain_shot.render.as_secs_f64(),
+        met(cycles_shot.render.as_secs_f64() <= 1.3 * plain_shot.render.as_secs_f64())
+    );
+    println!(
+        "{name}: plain Cycles' FLIP {:.4} includes what its setup leaves out (no shadow catcher: the contact shadow is missing)",
+        plain_shot.flip
+    );
+    let reached = shots[2..].iter().find(|s| s.flip <= target);
+    let best = shots[2..]
+        .iter()
+        .min_by(|a, b| a.flip.total_cmp(&b.flip))
+        .context("no native shots")?;
+    let plain_s = plain_shot.render.as_secs_f64();
+    match reached {
+        Some(n) => println!(
+            "{name}: HEADLINE time to reach Cycles-{}-spp-with-OIDN's FLIP {target:.4}: native {:.2} s ({} spp) vs plain Cycles {plain_s:.2} s \
+             = {:.2}x plain's time [#17 goal: at most 1/5 = 0.20x: {}]",
+            opts.samples,
+            n.render.as_secs_f64(),
+            n.spp,
+            n.render.as_secs_f64() / plain_s,
+            met(n.render.as_secs_f64() * 5.0 <= plain_s)
+        ),
+        None => println!(
+            "{name}: HEADLINE time to reach Cycles-{}-spp-with-OIDN's FLIP {target:.4}: native never reaches it up to {} spp \
+             (best FLIP {:.4} at {} spp, {:.2} s) vs plain Cycles {plain_s:.2} s [#17 goal: at most 1/5 of plain's time: NOT MET]",
+            opts.samples,
+            opts.native_spp.iter().max().copied().unwrap_or(0),
+            best.flip,
+            best.spp,
+            best.render.as_secs_f64()
+        ),
+    }
+    Ok(shots)
+}
+
+pub fn met(ok: bool) -> &'static str {
+    if ok {
+        "met"
+    } else {
+        "NOT MET"
+    }
+}
