@@ -14,7 +14,7 @@ use anyhow::{bail, Context as _};
 use bytes::Bytes;
 use clap::{Parser, Subcommand};
 use lightbox_convert::{convert_bytes, ConvertParams, Limits};
-use lightbox_runtime::client::Client;
+use lightbox_runtime::client::{CancelOutcome, Client};
 use lightbox_runtime::config::{NatsConfig, NatsContext};
 use lightbox_runtime::events::{JobEvent, JobState};
 use lightbox_runtime::job::{Envelope, Function, JobId, ENVELOPE_VERSION};
@@ -320,8 +320,15 @@ async fn run(cli: Cli) -> anyhow::Result<std::process::ExitCode> {
         Command::Cancel { job_id } => {
             parse_job_id(&job_id)?;
             let client = connect().await?;
-            let event = client.cancel(&job_id).await?;
-            println!("{job_id}: {}", event.state.as_str());
+            match client.cancel_job(&job_id).await? {
+                CancelOutcome::Cancelled(event) => {
+                    println!("{job_id}: {}", event.state.as_str())
+                }
+                CancelOutcome::AlreadyFinished(event) => println!(
+                    "{job_id}: already {} (nothing to cancel)",
+                    event.state.as_str()
+                ),
+            }
         }
         Command::Dlq {
             command: DlqCommand::List { limit, json },

@@ -1,4 +1,9 @@
 //! The queue handler: input resolution, limits, progress, cancellation and uploads.
+//!
+//! A job uploads all its outputs or none ([`Uploads`]). When the runtime stops it (cancel,
+//! deadline, drain) the renderer stops at its next pass, an upload in progress is the last
+//! one, and what was written is deleted before the handler returns; if the job's task is
+//! aborted instead, the guard's `Drop` deletes it from a spawned task.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -123,20 +128,25 @@ impl Handler for RenderHandler {
         let engines = self.engines.clone();
         let plans: Vec<_> = outputs.iter().map(|output| output.plan.clone()).collect();
         let model_for_render = model.clone();
-        let rendered = tokio::task::spawn_blocking(move || {
+        let rendering = tokio::task::spawn_blocking(move || {
             let outcome = engines.render(engine, &model_for_render, kind, &plans, &hooks);
             drop(hooks);
             outcome
-        })
-        .await
-        .map_err(|err| JobError::permanent(format!("renderer crashed: {err}")))??;
+        });
+        // The renderer polls the same stop flag between passes; the job need not wait for it.
+        let rendered = tokio::select! {
+            rendered = rendering => rendered,
+            _ = ctx.stopped() => return Err(JobError::Cancelled),
+        };
+        let rendered =
+            rendered.map_err(|err| JobError::permanent(format!("renderer crashed: {err}")))??;
         if ctx.is_cancelled() {
             return Err(JobError::Cancelled);
         }
 
-        // Upload everything, or nothing: a failure part-way removes what was written.
+        // Upload everything, or nothing: a failure or a stop part-way removes what was written.
         let upload_start = Instant::now();
-        let mut written: Vec<ObjectKey> = Vec::new();
+        let mut written = Uploads::new(&ctx);
         let mut results = Vec::new();
         let mut timings = render_runtime::StageTimings::default();
         let mut rays_per_s = Vec::new();
@@ -157,14 +167,14 @@ impl Handler for RenderHandler {
             let main_bytes = if let Some(animation) = &output.animation {
                 for image in &output.images {
                     let frame = frame_key(&key, image.frame.unwrap_or(0), image.format.extension());
-                    put_or_undo(&ctx, &frame, &image.bytes, &mut written).await?;
+                    written.put(&frame, &image.bytes).await?;
                     frame_keys.push(frame.to_string());
                 }
                 &animation.bytes
             } else {
                 &output.images[0].bytes
             };
-            put_or_undo(&ctx, &key, main_bytes, &mut written).await?;
+            written.put(&key, main_bytes).await?;
             results.push(serde_json::json!({
                 "key": key.as_str(),
                 "bytes": main_bytes.len(),
@@ -179,9 +189,10 @@ impl Handler for RenderHandler {
             }));
         }
         if ctx.is_cancelled() {
-            undo(&ctx, &written).await;
+            written.undo().await;
             return Err(JobError::Cancelled);
         }
+        written.keep();
         let upload_ms = upload_start.elapsed().as_secs_f64() * 1000.0;
         let ms = |d: Duration| d.as_secs_f64() * 1000.0;
         Ok(Outcome {
@@ -209,22 +220,65 @@ impl Handler for RenderHandler {
     }
 }
 
-async fn put_or_undo(
-    ctx: &JobContext,
-    key: &ObjectKey,
-    bytes: &[u8],
-    written: &mut Vec<ObjectKey>,
-) -> Result<(), JobError> {
-    if let Err(err) = ctx.store.put(key, Bytes::copy_from_slice(bytes)).await {
-        undo(ctx, written).await;
-        return Err(err.into());
-    }
-    written.push(key.clone());
-    Ok(())
+/// The outputs a job has written so far: kept with [`Uploads::keep`] once all are written,
+/// deleted otherwise, by [`Uploads::undo`] or, when the job's task is dropped part-way (an
+/// abort), by a task spawned from `Drop`.
+struct Uploads {
+    ctx: JobContext,
+    written: Vec<ObjectKey>,
 }
 
-async fn undo(ctx: &JobContext, written: &[ObjectKey]) {
-    for key in written {
-        let _ = ctx.store.delete(key).await;
+impl Uploads {
+    fn new(ctx: &JobContext) -> Self {
+        Self {
+            ctx: ctx.clone(),
+            written: Vec::new(),
+        }
+    }
+
+    /// Writes one output; on a store failure, or when the job is asked to stop, deletes what
+    /// was written and returns the error.
+    async fn put(&mut self, key: &ObjectKey, bytes: &[u8]) -> Result<(), JobError> {
+        if self.ctx.is_cancelled() {
+            self.undo().await;
+            return Err(JobError::Cancelled);
+        }
+        // Recorded before the write: a write cut short by an abort may still have landed.
+        self.written.push(key.clone());
+        if let Err(err) = self.ctx.store.put(key, Bytes::copy_from_slice(bytes)).await {
+            self.undo().await;
+            return Err(err.into());
+        }
+        Ok(())
+    }
+
+    /// Deletes everything written so far.
+    async fn undo(&mut self) {
+        for key in std::mem::take(&mut self.written) {
+            let _ = self.ctx.store.delete(&key).await;
+        }
+    }
+
+    /// Keeps what was written: the job succeeded.
+    fn keep(mut self) {
+        self.written.clear();
+    }
+}
+
+impl Drop for Uploads {
+    fn drop(&mut self) {
+        if self.written.is_empty() {
+            return;
+        }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let written = std::mem::take(&mut self.written);
+        let store = self.ctx.store.clone();
+        runtime.spawn(async move {
+            for key in written {
+                let _ = store.delete(&key).await;
+            }
+        });
     }
 }

@@ -7,6 +7,11 @@
 //! `tessellate_locks` from `infra/nats/tessellate-locks.kv.json`), which only one of them wins.
 //! Locks expire after the bucket's `max_age`, so a holder that died frees its lock; waiters poll
 //! the cache and take over when the lock is gone.
+//!
+//! A job the runtime stops (cancel, deadline, drain) stops waiting at once, its OCCT child is
+//! killed (the sandbox watches the job's cancel flag) and its lock is released before it
+//! returns; the lock and the in-process gate are guards that release themselves when dropped,
+//! so even a job whose task is aborted leaves neither behind.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -98,16 +103,15 @@ impl TessellateHandler {
         Ok(Self::new(limits, sandbox))
     }
 
-    fn gate(&self, key: &ObjectKey) -> Arc<tokio::sync::Mutex<()>> {
+    /// This job's place at the in-process gate for `key`; leaving it (dropping the guard, also
+    /// when the job's task is aborted) forgets the gate when nobody else waits at it.
+    fn gate<'a>(&'a self, key: &'a ObjectKey) -> Gate<'a> {
         let mut gates = self.gates.lock().expect("gates lock");
-        gates.entry(key.clone()).or_default().clone()
-    }
-
-    fn release_gate(&self, key: &ObjectKey, gate: Arc<tokio::sync::Mutex<()>>) {
-        let mut gates = self.gates.lock().expect("gates lock");
-        // The map and this job hold it: nobody else waits.
-        if Arc::strong_count(&gate) <= 2 {
-            gates.remove(key);
+        let gate = gates.entry(key.clone()).or_default().clone();
+        Gate {
+            handler: self,
+            key,
+            gate,
         }
     }
 
@@ -135,10 +139,10 @@ impl TessellateHandler {
             if let Some(held) = locks.try_acquire(lock, &owner).await? {
                 return Ok((None, Some(held)));
             }
-            if ctx.is_cancelled() {
-                return Err(JobError::Cancelled);
+            tokio::select! {
+                _ = tokio::time::sleep(Duration::from_millis(200)) => {}
+                _ = ctx.stopped() => return Err(JobError::Cancelled),
             }
-            tokio::time::sleep(Duration::from_millis(200)).await;
             if let Some(glb) = self.cached(ctx, key).await? {
                 return Ok((Some(glb), None));
             }
@@ -229,10 +233,13 @@ impl Handler for TessellateHandler {
 
         let gate = self.gate(&key);
         let produced = {
-            let _turn = gate.lock().await;
+            let _turn = tokio::select! {
+                turn = gate.gate.lock() => turn,
+                _ = ctx.stopped() => return Err(JobError::Cancelled),
+            };
             self.produce(&ctx, input, params, &key).await
         };
-        self.release_gate(&key, gate);
+        drop(gate);
         let (glb, stats) = produced?;
         ctx.progress(3, 4, None, "stored GLB");
 
@@ -286,5 +293,22 @@ impl Handler for TessellateHandler {
             ],
             ..Outcome::default()
         })
+    }
+}
+
+/// A job's place at the in-process gate of one cache key (see [`TessellateHandler::gate`]).
+struct Gate<'a> {
+    handler: &'a TessellateHandler,
+    key: &'a ObjectKey,
+    gate: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl Drop for Gate<'_> {
+    fn drop(&mut self) {
+        let mut gates = self.handler.gates.lock().expect("gates lock");
+        // The map and this job hold it: nobody else waits.
+        if Arc::strong_count(&self.gate) <= 2 {
+            gates.remove(self.key);
+        }
     }
 }

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use async_nats::jetstream::context::{PublishError, PublishErrorKind};
-use async_nats::jetstream::{self, consumer, ErrorCode};
+use async_nats::jetstream::{self, consumer, kv, ErrorCode};
 use async_nats::HeaderMap;
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
@@ -20,6 +20,15 @@ use crate::worker::{
     CANCEL_SUBJECT_PREFIX, DLQ_HEADER_ATTEMPTS, DLQ_HEADER_ERROR, DLQ_HEADER_JOB, DLQ_HEADER_QUEUE,
     DLQ_HEADER_WORKER,
 };
+
+/// What [`Client::cancel_job`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum CancelOutcome {
+    /// The job is recorded as `cancelled` (and a running one was asked to stop).
+    Cancelled(JobEvent),
+    /// The job had already finished in this state; nothing was written.
+    AlreadyFinished(JobEvent),
+}
 
 /// Why a submission was refused.
 #[derive(Debug, thiserror::Error)]
@@ -247,29 +256,71 @@ impl Client {
     }
 
     /// Cancels a job: a queued job is skipped when it is pulled; a running one stops at its next
-    /// check and removes partial outputs. A job the `jobs` bucket does not know is an error, and
-    /// nothing is written for it.
+    /// check and removes partial outputs. Returns the job's state afterwards: `cancelled`, or
+    /// the terminal state it had already reached (see [`Client::cancel_job`] to tell them apart).
+    /// A job the `jobs` bucket does not know is an error, and nothing is written for it.
     pub async fn cancel(&self, job_id: &str) -> anyhow::Result<JobEvent> {
-        let Some(current) = self.status(job_id).await? else {
-            anyhow::bail!("no job {job_id} is known (nothing was cancelled)");
-        };
-        if current.state.is_terminal() {
-            return Ok(current);
+        Ok(match self.cancel_job(job_id).await? {
+            CancelOutcome::Cancelled(event) | CancelOutcome::AlreadyFinished(event) => event,
+        })
+    }
+
+    /// Cancels a job unless it already finished. The `cancelled` state is written as a
+    /// compare-and-set on the job's KV entry (an update at the revision read), so a terminal
+    /// state a worker stores in between is never overwritten: the read is repeated and the
+    /// finished state returned. Only after the KV entry says `cancelled` are the event and
+    /// the cancel request for a running job published.
+    pub async fn cancel_job(&self, job_id: &str) -> anyhow::Result<CancelOutcome> {
+        let key = crate::events::subject_token(job_id);
+        // A job whose state changes this often while we look is still moving; each round
+        // trip reads its latest state.
+        for _ in 0..20 {
+            let entry = self
+                .infra
+                .kv
+                .entry(key.clone())
+                .await
+                .with_context(|| format!("reading the state of job {job_id}"))?;
+            let Some(entry) = entry.filter(|entry| entry.operation == kv::Operation::Put) else {
+                anyhow::bail!("no job {job_id} is known (nothing was cancelled)");
+            };
+            let current: JobEvent = serde_json::from_slice(&entry.value)
+                .with_context(|| format!("decoding the state of job {job_id}"))?;
+            if current.state.is_terminal() {
+                return Ok(CancelOutcome::AlreadyFinished(current));
+            }
+            let event = JobEvent::new(
+                job_id,
+                &current.function,
+                JobState::Cancelled,
+                0,
+                "lightbox-cli",
+            );
+            let payload = Bytes::from(serde_json::to_vec(&event)?);
+            match self
+                .infra
+                .kv
+                .update(key.clone(), payload.clone(), entry.revision)
+                .await
+            {
+                Ok(_) => {}
+                Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => continue,
+                Err(err) => {
+                    return Err(err).with_context(|| format!("recording job {job_id} as cancelled"))
+                }
+            }
+            self.js
+                .publish(event.subject(), payload)
+                .await?
+                .await
+                .with_context(|| format!("publishing the cancelled event of job {job_id}"))?;
+            self.nats
+                .publish(format!("{CANCEL_SUBJECT_PREFIX}.{key}"), Bytes::new())
+                .await?;
+            self.nats.flush().await?;
+            return Ok(CancelOutcome::Cancelled(event));
         }
-        let function = current.function;
-        let event = JobEvent::new(job_id, &function, JobState::Cancelled, 0, "lightbox-cli");
-        self.reporter().report(&event, true).await?;
-        self.nats
-            .publish(
-                format!(
-                    "{CANCEL_SUBJECT_PREFIX}.{}",
-                    crate::events::subject_token(job_id)
-                ),
-                Bytes::new(),
-            )
-            .await?;
-        self.nats.flush().await?;
-        Ok(event)
+        anyhow::bail!("job {job_id} kept changing state while it was being cancelled; try again")
     }
 
     /// Depth of every work queue.

@@ -50,14 +50,18 @@ pub struct Locks {
     lifetime: Duration,
 }
 
-/// A lock this process holds. Release it with [`Lock::release`]; if it is dropped instead,
-/// it expires after [`Locks::lifetime`].
+/// A lock this process holds. Release it with [`Lock::release`]. A lock dropped unreleased (a
+/// job's task aborted mid-way, an early return) is released by a task spawned from its `Drop`,
+/// so an aborted holder does not keep others waiting; only when no runtime is left to run that
+/// task (the process is going) does it expire after [`Locks::lifetime`].
 #[derive(Debug)]
 #[must_use = "a lock is held until it is released or expires"]
 pub struct Lock {
     kv: kv::Store,
     name: String,
     revision: u64,
+    /// Cleared by [`Lock::release`], so `Drop` knows there is nothing left to do.
+    held: bool,
 }
 
 impl std::fmt::Debug for Locks {
@@ -96,6 +100,7 @@ impl Locks {
                 kv: self.kv.clone(),
                 name: name.to_owned(),
                 revision,
+                held: true,
             })),
             Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
             Err(source) => Err(LockError::Acquire {
@@ -113,18 +118,41 @@ impl Lock {
 
     /// Releases the lock. A lock that expired meanwhile, and perhaps was taken by someone
     /// else, is left alone: that is not an error.
-    pub async fn release(self) -> Result<(), LockError> {
-        match self
-            .kv
-            .delete_expect_revision(&self.name, Some(self.revision))
-            .await
-        {
-            Ok(()) => Ok(()),
-            Err(err) if err.kind() == kv::DeleteErrorKind::WrongLastRevision => Ok(()),
-            Err(source) => Err(LockError::Release {
-                name: self.name,
-                source,
-            }),
+    pub async fn release(mut self) -> Result<(), LockError> {
+        self.held = false;
+        release(&self.kv, &self.name, self.revision).await
+    }
+}
+
+impl Drop for Lock {
+    fn drop(&mut self) {
+        if !self.held {
+            return;
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (kv, name, revision) = (
+            self.kv.clone(),
+            std::mem::take(&mut self.name),
+            self.revision,
+        );
+        runtime.spawn(async move {
+            if let Err(err) = release(&kv, &name, revision).await {
+                tracing::warn!(error = %err, "could not release a dropped lock; it expires");
+            }
+        });
+    }
+}
+
+/// Deletes the lock entry if it is still the one taken at `revision`.
+async fn release(kv: &kv::Store, name: &str, revision: u64) -> Result<(), LockError> {
+    match kv.delete_expect_revision(name, Some(revision)).await {
+        Ok(()) => Ok(()),
+        Err(err) if err.kind() == kv::DeleteErrorKind::WrongLastRevision => Ok(()),
+        Err(source) => Err(LockError::Release {
+            name: name.to_owned(),
+            source,
+        }),
     }
 }

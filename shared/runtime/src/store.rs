@@ -16,7 +16,6 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 use object_store::aws::AmazonS3Builder;
-use object_store::local::LocalFileSystem;
 use object_store::path::Path;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
@@ -25,6 +24,9 @@ use crate::error::JobError;
 use crate::job::Function;
 
 pub use lightbox_protocol::key::{KeyError, ObjectKey, MAX_KEY_BYTES};
+
+mod confine;
+pub use confine::{ConfinedLocal, OutsideRoot};
 
 /// Where artifacts live.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -295,7 +297,8 @@ impl Store {
         let inner: Arc<dyn ObjectStore> = match &config.backend {
             StoreBackend::Local { root } => {
                 std::fs::create_dir_all(root)?;
-                Arc::new(LocalFileSystem::new_with_prefix(root)?)
+                // Symlinks that lead out of the root are refused (see `store/confine.rs`).
+                Arc::new(confine::ConfinedLocal::new(root)?)
             }
             StoreBackend::S3(s3) => {
                 let mut builder = AmazonS3Builder::new()

@@ -1,8 +1,8 @@
 //! What a handler sees: the [`Handler`] trait it implements, the [`Job`] it is given (typed
 //! request plus [`JobContext`]) and the [`Outcome`] it returns.
 //!
-//! The context is the handler's only way out of its job: the store, progress reports, the cancel
-//! flag, cross-process locks ([`JobContext::locks`]) and other jobs to run first
+//! The context is the handler's only way out of its job: the store, progress reports, the stop
+//! signal (cancel, deadline, drain: [`JobContext::stopped`]), cross-process locks ([`JobContext::locks`]) and other jobs to run first
 //! ([`JobContext::run_first`], in `continuation.rs`). It holds no NATS client a handler could
 //! publish with, so every message on JetStream goes through the runtime.
 
@@ -14,6 +14,7 @@ use async_nats::jetstream;
 use serde::de::DeserializeOwned;
 use tokio::sync::{watch, OnceCell};
 
+use super::cancel::{StopReason, StopSignal};
 use crate::error::JobError;
 use crate::events::Progress;
 use crate::infra::Overrides;
@@ -85,7 +86,8 @@ pub struct JobContext {
     /// The whole envelope as received (a continuation of this job starts from it).
     pub envelope: Arc<Envelope>,
     pub(super) progress: watch::Sender<Option<Progress>>,
-    pub(super) cancelled: Arc<AtomicBool>,
+    /// Set when the runtime asks the job to stop (cancel, deadline, drain).
+    pub(super) stop: StopSignal,
     /// The worker's JetStream side; `None` in a detached context.
     pub(super) broker: Option<Arc<Broker>>,
 }
@@ -119,14 +121,34 @@ impl JobContext {
         }));
     }
 
-    /// Whether the job was cancelled, hit its deadline, or the worker is giving it up.
+    /// Whether the job was asked to stop: cancelled, past its deadline, or the worker is giving
+    /// it up ([`Self::stop_reason`] says which).
     pub fn is_cancelled(&self) -> bool {
-        self.cancelled.load(Ordering::Relaxed)
+        self.stop.flag().load(Ordering::Relaxed)
     }
 
-    /// The flag behind [`Self::is_cancelled`], for code outside tokio (renderers check it between passes).
+    /// The flag behind [`Self::is_cancelled`], for code outside tokio (renderers check it between
+    /// passes, the sandbox kills its child when it is set).
     pub fn cancel_flag(&self) -> Arc<AtomicBool> {
-        self.cancelled.clone()
+        self.stop.flag().clone()
+    }
+
+    /// Why the job was asked to stop, if it was.
+    pub fn stop_reason(&self) -> Option<StopReason> {
+        self.stop.reason()
+    }
+
+    /// Resolves when the runtime asks the job to stop, with the reason. A handler selects on
+    /// it around long awaits, cleans up what it started (uploads, locks, children) and returns;
+    /// the runtime waits a bounded grace for that before it aborts the handler's task.
+    pub async fn stopped(&self) -> StopReason {
+        self.stop.stopped().await
+    }
+
+    /// Asks this job to stop, as the runtime would: for detached contexts (local runs, handler
+    /// tests). The first reason given counts.
+    pub fn request_stop(&self, reason: StopReason) {
+        self.stop.stop(reason);
     }
 
     /// The cross-process locks (KV bucket `tessellate_locks`, from
@@ -164,7 +186,7 @@ impl JobContext {
             queue: String::new(),
             envelope: Arc::new(Envelope::new(function, serde_json::Value::Null)),
             progress,
-            cancelled: Arc::new(AtomicBool::new(false)),
+            stop: StopSignal::default(),
             broker: None,
         }
     }

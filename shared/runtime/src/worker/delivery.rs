@@ -4,14 +4,15 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use async_nats::jetstream;
 use tokio::sync::{watch, OwnedSemaphorePermit};
 use tracing::{error, info, warn, Instrument};
 
+use super::cancel::StopReason;
 use super::context::{Job, JobContext};
-use super::lease::{self, Lease, Supervised};
+use super::lease::{self, Lease};
 use super::settle::{self, Settle, Verdict};
 use super::{continuation, Handler, Shared};
 use crate::error::JobError;
@@ -114,6 +115,20 @@ async fn run_job<H: Handler>(
             return Verdict::AlreadyDone(previous.state);
         }
     }
+    // The deadline counts from submission: a job whose deadline passed while it was queued
+    // fails at once, without running.
+    let deadline = match envelope.deadline_ms {
+        None => None,
+        Some(deadline_ms) => match time_left(envelope.submitted_at_ms, deadline_ms, received) {
+            Some(deadline) => Some(deadline),
+            None => {
+                return Verdict::Failed(JobError::permanent(format!(
+                    "deadline of {deadline_ms} ms exceeded while queued (submitted {} ms ago)",
+                    now_ms().saturating_sub(envelope.submitted_at_ms)
+                )))
+            }
+        },
+    };
     let request: H::Request = match parse_request(&envelope.request) {
         Ok(request) => request,
         Err(err) => return Verdict::Failed(err),
@@ -141,9 +156,9 @@ async fn run_job<H: Handler>(
         "started"
     );
 
-    let cancelled = shared.running.start(job_id);
+    let stop = shared.running.start(job_id);
     let (progress_tx, progress_rx) = watch::channel(None);
-    let deadline_ms = envelope.deadline_ms;
+    let deadline_ms = envelope.deadline_ms.unwrap_or(0);
     let ctx = JobContext {
         id: envelope.id,
         function: H::FUNCTION,
@@ -154,7 +169,7 @@ async fn run_job<H: Handler>(
         queue: message.subject.to_string(),
         envelope: Arc::new(envelope),
         progress: progress_tx,
-        cancelled: cancelled.clone(),
+        stop: stop.clone(),
         broker: Some(shared.broker.clone()),
     };
     let handler = shared.handler.clone();
@@ -166,25 +181,30 @@ async fn run_job<H: Handler>(
         message,
         job_id,
         attempt,
-        received,
-        deadline_ms,
+        deadline,
     };
-    let supervised = lease::supervise(shared, lease, task, progress_rx, &cancelled).await;
+    let supervised = lease::supervise(shared, lease, task, progress_rx, &stop).await;
     shared.running.end(job_id);
     let run_ms = received.elapsed().as_secs_f64() * 1000.0;
-    match supervised {
-        Supervised::Stopped(verdict) => verdict,
-        Supervised::Joined(Ok(Ok(mut outcome))) => {
+    // A job the runtime stopped ends as its stop says, whatever the handler returned on the
+    // way out (usually `JobError::Cancelled`, after cleaning up); only a job that finished
+    // during the drain keeps its success.
+    let stopped = |reason: StopReason| match reason {
+        StopReason::Cancelled => Verdict::Failed(JobError::Cancelled),
+        StopReason::Deadline => Verdict::Failed(JobError::permanent(format!(
+            "deadline of {deadline_ms} ms exceeded"
+        ))),
+        StopReason::Drain => Verdict::GiveBack,
+    };
+    match (supervised, stop.reason()) {
+        (Ok(Ok(mut outcome)), None | Some(StopReason::Drain)) => {
             outcome.timings_ms.push(("run".into(), run_ms));
-            if cancelled.load(Ordering::SeqCst) {
-                Verdict::Failed(JobError::Cancelled)
-            } else {
-                Verdict::Succeeded(outcome)
-            }
+            Verdict::Succeeded(outcome)
         }
-        Supervised::Joined(Ok(Err(err))) => Verdict::Failed(err),
+        (_, Some(reason)) => stopped(reason),
+        (Ok(Err(err)), None) => Verdict::Failed(err),
         // A handler panic fails its job; the process keeps serving.
-        Supervised::Joined(Err(join_error)) if join_error.is_panic() => {
+        (Err(join_error), None) if join_error.is_panic() => {
             let payload = join_error.into_panic();
             let text = payload
                 .downcast_ref::<&str>()
@@ -194,6 +214,45 @@ async fn run_job<H: Handler>(
             error!(panic = %text, "handler panicked");
             Verdict::Failed(JobError::permanent(format!("handler panicked: {text}")))
         }
-        Supervised::Joined(Err(_)) => Verdict::GiveBack,
+        (Err(_), None) => Verdict::GiveBack,
+    }
+}
+
+/// When a job submitted at `submitted_at_ms` (Unix ms; 0 when unknown, then counted from
+/// `received`) with `deadline_ms` must be done, or `None` when that has passed.
+fn time_left(
+    submitted_at_ms: u64,
+    deadline_ms: u64,
+    received: Instant,
+) -> Option<tokio::time::Instant> {
+    let received = tokio::time::Instant::from_std(received);
+    if submitted_at_ms == 0 {
+        return Some(received + Duration::from_millis(deadline_ms));
+    }
+    let due_ms = submitted_at_ms.saturating_add(deadline_ms);
+    let left_ms = due_ms.checked_sub(now_ms()).filter(|left| *left > 0)?;
+    Some(tokio::time::Instant::now() + Duration::from_millis(left_ms))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_deadline_counts_from_submission() {
+        let received = Instant::now();
+        let now = now_ms();
+        // Submitted 5 s ago with a 2 s deadline: already past.
+        assert!(time_left(now - 5_000, 2_000, received).is_none());
+        // Submitted 1 s ago with a 10 s deadline: about 9 s left, not 10.
+        let left = time_left(now - 1_000, 10_000, received).unwrap() - tokio::time::Instant::now();
+        assert!(left <= Duration::from_millis(9_000), "{left:?}");
+        assert!(left > Duration::from_millis(8_000), "{left:?}");
+        // No submission time: counted from receipt.
+        let due = time_left(0, 3_000, received).unwrap();
+        assert_eq!(
+            due,
+            tokio::time::Instant::from_std(received) + Duration::from_millis(3_000)
+        );
     }
 }

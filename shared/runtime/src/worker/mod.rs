@@ -11,7 +11,7 @@
 //! - `lease.rs`: in-progress acks, progress events, deadline and drain-grace stops;
 //! - `settle.rs`: the settle policy (ack, nak with backoff, term with dead letter);
 //! - `continuation.rs`: jobs run first ([`JobContext::run_first`]) and their continuations;
-//! - `cancel.rs`: cancel requests and the cancel flags of running jobs;
+//! - `cancel.rs`: cancel requests and the stop signals of running jobs ([`StopReason`]);
 //! - `dlq.rs`: dead letters and the max-deliveries advisory;
 //! - `service.rs`: the NATS micro service and its [`Counters`].
 
@@ -31,7 +31,7 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-pub use cancel::CANCEL_SUBJECT_PREFIX;
+pub use cancel::{StopReason, CANCEL_SUBJECT_PREFIX};
 pub use context::{Handler, Job, JobContext, Outcome};
 pub use dlq::{
     DeadLetter, DLQ_HEADER_ATTEMPTS, DLQ_HEADER_ERROR, DLQ_HEADER_JOB, DLQ_HEADER_QUEUE,
@@ -61,7 +61,7 @@ struct Shared<H: Handler> {
     counters: Arc<Counters>,
     ack_wait: Duration,
     max_deliver: u64,
-    /// Cancel flags of jobs running here.
+    /// Stop signals of jobs running here.
     running: cancel::Running,
     /// Set when the drain grace period is over: jobs still running are given back (Nak).
     abandon: watch::Sender<bool>,

@@ -1,10 +1,17 @@
 //! The pull loop: wait for a free slot, ask for exactly as many messages as there are free
 //! slots, hand each delivery to its own task, bind again when the consumer or the connection is
 //! lost, and drain on stop.
+//!
+//! A consumer, stream or connection that is gone is bound again with backoff for up to the
+//! rebind window (`LIGHTBOX_REBIND_SECS`, default 60 s). If that fails the loop drains and
+//! returns the error, naming the consumer, and [`super::run`] exits non-zero so the supervisor
+//! restarts the process: a worker never stays up idle and silent.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
 
+use anyhow::Context as _;
 use async_nats::jetstream::consumer::pull::{BatchConfig, Config as PullConfig};
 use async_nats::jetstream::consumer::Consumer;
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
@@ -12,7 +19,7 @@ use async_nats::jetstream::{self, AckKind};
 use async_nats::StatusCode;
 use futures::StreamExt;
 use tokio::sync::{watch, Semaphore};
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{delivery, Handler, Shared};
 use crate::infra;
@@ -22,6 +29,17 @@ const PULL_EXPIRES: Duration = Duration::from_secs(10);
 /// Idle heartbeat the server sends while a pull request waits; missing ones mean the consumer
 /// or the connection is gone, and the loop binds again.
 const PULL_HEARTBEAT: Duration = Duration::from_secs(2);
+/// The first pause between attempts to bind again; it doubles up to [`REBIND_MAX_PAUSE`].
+const REBIND_FIRST_PAUSE: Duration = Duration::from_millis(250);
+const REBIND_MAX_PAUSE: Duration = Duration::from_secs(5);
+
+/// How long a lost consumer is bound again before the worker gives up and exits.
+fn rebind_window() -> Duration {
+    static WINDOW: OnceLock<Duration> = OnceLock::new();
+    *WINDOW.get_or_init(|| {
+        Duration::from_secs_f64(crate::config::env_parse("LIGHTBOX_REBIND_SECS", 60.0f64).max(0.0))
+    })
+}
 
 pub(super) async fn pull_loop<H: Handler>(
     shared: Arc<Shared<H>>,
@@ -33,6 +51,8 @@ pub(super) async fn pull_loop<H: Handler>(
     let inbox = shared.client.new_inbox();
     let mut inbox_sub = shared.client.subscribe(inbox.clone()).await?;
     let mut jobs = tokio::task::JoinSet::new();
+    // Set when the loop cannot go on: it drains, then returns this.
+    let mut fatal: Option<anyhow::Error> = None;
 
     'pull: loop {
         // Wait for at least one free slot, then take every free slot: never pull more than that.
@@ -51,8 +71,15 @@ pub(super) async fn pull_loop<H: Handler>(
             ..Default::default()
         };
         if let Err(err) = consumer.request_batch(request, inbox.clone().into()).await {
-            warn!(error = %err, "pull request failed; retrying");
-            tokio::time::sleep(Duration::from_millis(500)).await;
+            warn!(error = %err, "pull request failed; binding again");
+            match rebind(&shared, &mut stop).await {
+                Ok(Some(fresh)) => consumer = fresh,
+                Ok(None) => break 'pull,
+                Err(err) => {
+                    fatal = Some(err);
+                    break 'pull;
+                }
+            }
             continue;
         }
         // Receive until the request is filled, expires, or the server goes quiet.
@@ -63,15 +90,36 @@ pub(super) async fn pull_loop<H: Handler>(
             };
             let message = match next {
                 Ok(Some(message)) => message,
-                Ok(None) => anyhow::bail!("NATS subscription closed"),
+                Ok(None) => {
+                    fatal = Some(anyhow::anyhow!(
+                        "the NATS subscription of the pull loop for consumer {} closed",
+                        infra::consumer_name(&shared.config.queue)
+                    ));
+                    break 'pull;
+                }
                 Err(_) => {
-                    warn!("no heartbeat from the consumer; binding again");
-                    match bind(&shared).await {
-                        Ok(fresh) => consumer = fresh,
-                        Err(err) => warn!(error = %err, "binding the consumer failed"),
+                    warn!(
+                        consumer = %infra::consumer_name(&shared.config.queue),
+                        "no heartbeat from the consumer; binding again"
+                    );
+                    match rebind(&shared, &mut stop).await {
+                        Ok(Some(fresh)) => consumer = fresh,
+                        Ok(None) => break 'pull,
+                        Err(err) => {
+                            fatal = Some(err);
+                            break 'pull;
+                        }
                     }
                     // A fresh inbox so late replies to the old request cannot overfill the slots.
-                    inbox_sub = shared.client.subscribe(inbox.clone()).await?;
+                    match shared.client.subscribe(inbox.clone()).await {
+                        Ok(fresh) => inbox_sub = fresh,
+                        Err(err) => {
+                            fatal = Some(
+                                anyhow::Error::new(err).context("subscribing to the pull inbox"),
+                            );
+                            break 'pull;
+                        }
+                    }
                     break;
                 }
             };
@@ -94,8 +142,18 @@ pub(super) async fn pull_loop<H: Handler>(
                     let description = message.description.clone().unwrap_or_default();
                     debug!(%status, %description, "pull request ended");
                     if consumer_is_gone(&consumer).await {
-                        warn!("consumer was deleted; binding again");
-                        consumer = bind(&shared).await?;
+                        warn!(
+                            consumer = %infra::consumer_name(&shared.config.queue),
+                            "consumer was deleted; binding again"
+                        );
+                        match rebind(&shared, &mut stop).await {
+                            Ok(Some(fresh)) => consumer = fresh,
+                            Ok(None) => break 'pull,
+                            Err(err) => {
+                                fatal = Some(err);
+                                break 'pull;
+                            }
+                        }
                     }
                     break;
                 }
@@ -140,7 +198,54 @@ pub(super) async fn pull_loop<H: Handler>(
         while jobs.join_next().await.is_some() {}
     }
     let _ = service.stop().await;
-    Ok(())
+    match fatal {
+        Some(err) => {
+            error!(error = %format!("{err:#}"), "the pull loop cannot go on; exiting");
+            Err(err)
+        }
+        None => Ok(()),
+    }
+}
+
+/// Binds the consumer again after it, its stream or the connection was lost: retries with
+/// backoff for up to [`rebind_window`]. `Ok(None)` when the worker is told to stop meanwhile;
+/// an error naming the consumer when the window passes.
+async fn rebind<H: Handler>(
+    shared: &Shared<H>,
+    stop: &mut watch::Receiver<bool>,
+) -> anyhow::Result<Option<Consumer<PullConfig>>> {
+    let name = infra::consumer_name(&shared.config.queue);
+    let window = rebind_window();
+    let started = Instant::now();
+    let mut pause = REBIND_FIRST_PAUSE;
+    let mut attempts = 0u32;
+    loop {
+        attempts += 1;
+        let err = match bind(shared).await {
+            Ok(consumer) => {
+                if attempts > 1 {
+                    info!(consumer = %name, attempts, "consumer bound again");
+                }
+                return Ok(Some(consumer));
+            }
+            Err(err) => err,
+        };
+        if started.elapsed() >= window {
+            return Err(err).with_context(|| {
+                format!(
+                    "consumer {name} on stream {} is gone and could not be bound again within {} s ({attempts} attempts)",
+                    infra::JOBS_STREAM,
+                    window.as_secs_f64()
+                )
+            });
+        }
+        warn!(consumer = %name, error = %format!("{err:#}"), retry_in_ms = pause.as_millis() as u64, "binding the consumer failed; retrying");
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            _ = stop.changed() => return Ok(None),
+        }
+        pause = (pause * 2).min(REBIND_MAX_PAUSE);
+    }
 }
 
 /// Creates (or, bind-only, opens) this worker's durable consumer.

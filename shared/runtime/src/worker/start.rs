@@ -147,8 +147,18 @@ pub async fn run<H: Handler>(handler: H) -> anyhow::Result<()> {
     if std::env::args().nth(1).as_deref() == Some("--check") {
         return check::<H>(&config).await;
     }
-    let worker = Worker::start(config, handler).await?;
-    wait_for_signal().await;
+    let mut worker = Worker::start(config, handler).await?;
+    // The process ends with the worker: a pull loop that cannot go on (its consumer, stream or
+    // connection gone past the rebind window) exits non-zero, so the supervisor restarts it.
+    tokio::select! {
+        _ = wait_for_signal() => {}
+        ended = &mut worker.task => {
+            return match ended.context("worker task")? {
+                Err(err) => Err(err.context("the worker stopped serving")),
+                Ok(()) => Err(anyhow::anyhow!("the worker stopped serving without being asked to")),
+            };
+        }
+    }
     info!("signal received: draining");
     worker.shutdown().await?;
     info!("drained, exiting");
