@@ -52,6 +52,12 @@ const CONSUMERS: [(&str, &str); 4] = [
 /// The work-queue subjects, in the order operators list them.
 pub const QUEUES: [&str; 4] = ["render.light", "render.heavy", "tessellate", "convert"];
 
+/// Consumer metadata key holding the delivery limit the runtime enforces. The server's
+/// `max_deliver` is -1 (unlimited): a delivery past the limit is moved to the dead-letter stream
+/// by whichever worker receives it, so no job depends on anyone hearing a max-deliveries advisory
+/// (see `worker/dlq.rs`). `LIGHTBOX_MAX_DELIVER` overrides it.
+pub const MAX_DELIVER_METADATA: &str = "lightbox.max_deliver";
+
 /// The durable consumer name serving a queue subject (`render.light` → `render-light`).
 pub fn consumer_name(queue: &str) -> String {
     queue.replace('.', "-")
@@ -92,7 +98,9 @@ pub fn consumer_config(
         config.ack_wait = ack_wait;
     }
     if let Some(max_deliver) = overrides.max_deliver {
-        config.max_deliver = max_deliver;
+        config
+            .metadata
+            .insert(MAX_DELIVER_METADATA.to_owned(), max_deliver.to_string());
     }
     if let Some(max_ack_pending) = overrides.max_ack_pending {
         config.max_ack_pending = max_ack_pending;
@@ -313,7 +321,13 @@ mod tests {
                 Some(consumer_name(queue).as_str())
             );
             assert_eq!(consumer.ack_policy, consumer::AckPolicy::Explicit);
-            assert!(consumer.max_ack_pending > 0 && consumer.max_deliver > 1);
+            assert!(consumer.max_ack_pending > 0);
+            assert_eq!(
+                consumer.max_deliver, -1,
+                "the runtime enforces the delivery limit, so the server delivers without one"
+            );
+            let limit: u64 = consumer.metadata[MAX_DELIVER_METADATA].parse().unwrap();
+            assert!(limit > 1, "{queue}: {limit}");
         }
         assert_eq!(
             stream_config(EVENTS_STREAM_JSON, &overrides)
@@ -346,7 +360,8 @@ mod tests {
         };
         let consumer = consumer_config("convert", &overrides).unwrap();
         assert_eq!(consumer.ack_wait, Duration::from_secs(2));
-        assert_eq!((consumer.max_deliver, consumer.max_ack_pending), (2, 7));
+        assert_eq!((consumer.max_deliver, consumer.max_ack_pending), (-1, 7));
+        assert_eq!(consumer.metadata[MAX_DELIVER_METADATA], "2");
         assert_eq!(
             stream_config(JOBS_STREAM_JSON, &overrides)
                 .unwrap()

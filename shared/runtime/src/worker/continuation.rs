@@ -2,8 +2,11 @@
 //! runtime to run the other job with [`JobContext::run_first`], which publishes it carrying
 //! this job as its continuation (`Envelope::then`); this job returns
 //! [`Outcome::waiting_for`](super::Outcome::waiting_for) and is recorded as `waiting`. When the
-//! other job succeeds the runtime publishes the continuation ([`publish`]); when it fails for
-//! good the continued job is failed with the reason ([`failed_event`]).
+//! other job succeeds the runtime publishes the continuation ([`publish`]), also when a
+//! redelivery finds it succeeded earlier (the dedupe id makes that one publish). Every other end
+//! of the other job fails the continued job naming why ([`fail_continued`]): it failed, was
+//! dead-lettered after its deliveries, was cancelled, or its continuation could not be published
+//! on its last delivery. See the table in `settle.rs`.
 
 use async_nats::jetstream;
 use async_nats::HeaderMap;
@@ -14,7 +17,7 @@ use tracing::info;
 use super::context::JobContext;
 use super::Handler;
 use crate::error::JobError;
-use crate::events::{ErrorInfo, JobEvent, JobState};
+use crate::events::{ErrorInfo, JobEvent, JobState, Reporter};
 use crate::job::{Continuation, Envelope, JobId};
 use crate::requests::JobRequest;
 use crate::telemetry::TraceParent;
@@ -159,15 +162,26 @@ pub(super) async fn publish(
     Ok(())
 }
 
-/// The `failed` event of the job a failed job would have continued, naming why.
-pub(super) fn failed_event<H: Handler>(
+/// Fails the job `continuation` would have continued, because the job it waited for (`job_id`,
+/// of function `H`) will not continue it: `why` says what became of that job ("failed: ...",
+/// "was cancelled", ...). Stored like a terminal state, under one msg id per pair of jobs; a
+/// continued job already in a terminal state (cancelled by its submitter, say) is left as it is.
+pub(super) async fn fail_continued<H: Handler>(
+    reporter: &Reporter,
     continuation: &Continuation,
     job_id: &str,
-    err: &JobError,
-    message: &str,
+    kind: &str,
+    why: &str,
     worker: &str,
-) -> Option<JobEvent> {
-    let continued = continuation.job_id()?;
+) -> anyhow::Result<()> {
+    let Some(continued) = continuation.job_id() else {
+        return Ok(());
+    };
+    if let Ok(Some(current)) = reporter.status(&continued).await {
+        if current.state.is_terminal() {
+            return Ok(());
+        }
+    }
     let function = continuation
         .job
         .get("function")
@@ -175,13 +189,17 @@ pub(super) fn failed_event<H: Handler>(
         .unwrap_or("");
     let mut event = JobEvent::new(&continued, function, JobState::Failed, 0, worker);
     event.error = Some(ErrorInfo {
-        kind: err.kind().into(),
+        kind: kind.into(),
         message: format!(
-            "{} job {job_id}, which this job waited for, failed: {message}",
+            "{} job {job_id}, which this job waited for, {why}",
             H::FUNCTION
         ),
     });
-    Some(event)
+    reporter
+        .report_terminal(&event, &format!("{continued}-after-{job_id}-failed"), None)
+        .await?;
+    info!(continued = %continued, "failed the job that waited for this one");
+    Ok(())
 }
 
 #[cfg(test)]

@@ -62,16 +62,25 @@ pub(super) async fn process<H: Handler>(
         // A continuation is checked before the job runs, like the job itself: an invalid one
         // fails the job for good, and is never acted on (not published, nor failed in its name).
         let (parsed, continuation) = continuation::checked(parsed);
-        let verdict = run_job(
-            &shared,
-            &message,
-            parsed,
-            &job_id,
-            attempt,
-            trace.clone(),
-            received,
-        )
-        .await;
+        // A recorded outcome, a job done earlier or a delivery past the limit is settled
+        // without running (see `settle.rs`).
+        let (prior, settled) =
+            settle::before_running(&shared, &parsed, &job_id, attempt, stream_seq).await;
+        let verdict = match settled {
+            Some(verdict) => verdict,
+            None => {
+                run_job(
+                    &shared,
+                    &message,
+                    parsed,
+                    &job_id,
+                    attempt,
+                    trace.clone(),
+                    received,
+                )
+                .await
+            }
+        };
         let settle = Settle {
             job_id: &job_id,
             attempt,
@@ -79,6 +88,7 @@ pub(super) async fn process<H: Handler>(
             received,
             trace: &trace,
             continuation,
+            prior,
         };
         settle::finish(&shared, &message, verdict, settle).await;
         shared.counters.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -108,12 +118,6 @@ async fn run_job<H: Handler>(
             message.subject,
             H::FUNCTION
         )));
-    }
-    // A job cancelled while queued, or finished by an earlier delivery, does not run again.
-    if let Ok(Some(previous)) = shared.reporter.status(job_id).await {
-        if previous.state == JobState::Cancelled || previous.state == JobState::Succeeded {
-            return Verdict::AlreadyDone(previous.state);
-        }
     }
     // The deadline counts from submission: a job whose deadline passed while it was queued
     // fails at once, without running.

@@ -1,21 +1,21 @@
-//! Dead letters: a job that is terminated or runs out of deliveries is copied, unchanged, to
-//! `dlq.<function>` with the error, attempt count and worker in headers, and leaves `JOBS`.
+//! Dead letters: a job that fails for good or runs out of deliveries is copied, unchanged, to
+//! `dlq.<function>` with the error, attempt count and worker in headers, and leaves `JOBS` by its
+//! Term ack (`settle.rs` does the settling).
+//!
+//! The delivery limit is the runtime's, not the server's: the consumers deliver without limit
+//! (`max_deliver: -1`) and carry the limit in their metadata (`lightbox.max_deliver`, see
+//! [`delivery_limit`]). A delivery past the limit — every earlier one died with its worker, lost
+//! its lease, or could not store its outcome — is moved here without running, by whichever
+//! instance receives it, one that starts later included. Nothing depends on anyone hearing the
+//! server's max-deliveries advisory, and no function needs rights to read or delete `JOBS`
+//! messages.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-use std::time::Duration;
-
-use async_nats::jetstream::{self, AckKind};
+use async_nats::jetstream::{self, consumer};
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use futures::StreamExt;
-use serde::Deserialize;
-use tracing::{error, info, warn};
+use tracing::warn;
 
-use super::{Handler, Shared};
-use crate::events::{ErrorInfo, JobEvent, JobState};
-use crate::infra::{consumer_name, JOBS_STREAM};
-use crate::job::parse_envelope;
+use crate::infra::MAX_DELIVER_METADATA;
 
 pub const DLQ_HEADER_JOB: &str = "Lightbox-Job-Id";
 pub const DLQ_HEADER_ERROR: &str = "Lightbox-Error";
@@ -69,117 +69,101 @@ pub async fn publish(js: &jetstream::Context, letter: &DeadLetter) -> anyhow::Re
     Ok(())
 }
 
-/// Ends a job that failed for good: writes its dead letter, then terminates the message and
-/// removes it from `JOBS`. If the letter cannot be written the message stays, for redelivery.
-pub(super) async fn terminate<H: Handler>(
-    shared: &Shared<H>,
-    message: &jetstream::Message,
-    letter: &DeadLetter,
-) {
-    if let Err(err) = publish(&shared.infra.js, letter).await {
-        error!(error = %err, "could not write the dead letter; leaving the job for redelivery");
-        let _ = message
-            .ack_with(AckKind::Nak(Some(Duration::from_secs(5))))
-            .await;
-        return;
-    }
-    shared
-        .counters
-        .dead_lettered
-        .fetch_add(1, Ordering::Relaxed);
-    // A work-queue stream drops a terminated message like an acked one, so no delete is needed
-    // (and function users have no right to delete JOBS messages: see infra/nats/auth.conf).
-    let _ = message.double_ack_with(AckKind::Term).await;
-}
-
-#[derive(Debug, Deserialize)]
-struct MaxDeliveriesAdvisory {
-    stream_seq: u64,
-    deliveries: u64,
-}
-
-/// Messages that reach `max_deliver` without a final ack (the worker died on every try) would
-/// sit in a work-queue stream forever. The server announces them; one instance per consumer
-/// (a queue group) moves each to the dead-letter stream, records the failure and deletes it.
-pub(super) async fn spawn_max_deliveries_watcher<H: Handler>(
-    shared: Arc<Shared<H>>,
-) -> anyhow::Result<()> {
-    let consumer = consumer_name(&shared.config.queue);
-    let subject = format!("$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{JOBS_STREAM}.{consumer}");
-    let mut sub = shared
-        .client
-        .queue_subscribe(subject, format!("lightbox-dlq-{consumer}"))
-        .await?;
-    tokio::spawn(async move {
-        while let Some(message) = sub.next().await {
-            let Ok(advisory) = serde_json::from_slice::<MaxDeliveriesAdvisory>(&message.payload)
-            else {
-                continue;
-            };
-            if let Err(err) = dead_letter_exhausted(&shared, &advisory).await {
-                warn!(error = %err, seq = advisory.stream_seq, "could not dead-letter an exhausted job");
-            }
-        }
-    });
-    Ok(())
-}
-
-async fn dead_letter_exhausted<H: Handler>(
-    shared: &Shared<H>,
-    advisory: &MaxDeliveriesAdvisory,
-) -> anyhow::Result<()> {
-    let raw = match shared.infra.jobs.get_raw_message(advisory.stream_seq).await {
-        Ok(raw) => raw,
-        // Already gone: another path settled it.
-        Err(_) => return Ok(()),
-    };
-    let job_id = parse_envelope(&raw.payload)
-        .map(|e| e.id.to_string())
-        .ok()
-        .or_else(|| {
-            raw.headers
-                .get("Nats-Msg-Id")
-                .map(|v| v.as_str().to_owned())
+/// The delivery limit the runtime enforces for a consumer: `LIGHTBOX_MAX_DELIVER` if set, else
+/// the consumer's `lightbox.max_deliver` metadata (from `infra/nats/consumer.*.json`). A value
+/// of 0 or less means no limit.
+///
+/// A consumer applied before the runtime enforced the limit still has the server's
+/// `max_deliver`: the server then stops delivering after that many deliveries, so the runtime
+/// must dead-letter on the last of them (limit `max_deliver - 1`) or the job would stay in `JOBS`
+/// unseen. That works, with a warning to apply the current definitions.
+pub(super) fn delivery_limit(
+    server: &consumer::Config,
+    override_limit: Option<i64>,
+) -> anyhow::Result<u64> {
+    let name = server.durable_name.as_deref().unwrap_or("?");
+    let as_limit = |n: i64| u64::try_from(n).ok().filter(|n| *n > 0).unwrap_or(u64::MAX);
+    let committed = server
+        .metadata
+        .get(MAX_DELIVER_METADATA)
+        .map(|text| {
+            text.trim().parse::<i64>().map_err(|_| {
+                anyhow::anyhow!(
+                    "consumer {name}: metadata {MAX_DELIVER_METADATA} = {text:?} is not a number"
+                )
+            })
         })
-        .unwrap_or_else(|| format!("seq-{}", advisory.stream_seq));
-    let error = format!(
-        "no attempt finished: gave up after {} deliveries (worker crashed or lost its lease each time)",
-        advisory.deliveries
+        .transpose()?;
+    let wanted = override_limit.or(committed).map(as_limit);
+    if server.max_deliver <= 0 {
+        return wanted.ok_or_else(|| {
+            anyhow::anyhow!(
+                "consumer {name} has no delivery limit: neither {MAX_DELIVER_METADATA} in its metadata \
+                 nor LIGHTBOX_MAX_DELIVER; {}",
+                crate::infra::APPLY_HINT
+            )
+        });
+    }
+    let server_limit = server.max_deliver as u64;
+    if server_limit < 2 {
+        anyhow::bail!(
+            "consumer {name} has max_deliver {server_limit} on the server, which leaves no delivery to \
+             move an exhausted job to the dead-letter stream; apply the current definitions \
+             (max_deliver -1, the limit in metadata): {}",
+            crate::infra::APPLY_HINT
+        );
+    }
+    let limit = wanted.unwrap_or(u64::MAX).min(server_limit - 1);
+    warn!(
+        consumer = name,
+        server_max_deliver = server_limit,
+        limit,
+        "the consumer still has a server-side max_deliver; apply the current definitions \
+         (lightbox infra apply) so the runtime alone enforces the delivery limit"
     );
-    let function = H::FUNCTION.as_str();
-    let mut event = JobEvent::new(
-        &job_id,
-        function,
-        JobState::Failed,
-        advisory.deliveries,
-        &shared.config.instance,
-    );
-    event.error = Some(ErrorInfo {
-        kind: "retryable".into(),
-        message: error.clone(),
-    });
-    shared.reporter.report(&event, true).await?;
-    let letter = DeadLetter {
-        job_id: job_id.clone(),
-        function: function.to_owned(),
-        queue: raw.subject.to_string(),
-        error,
-        attempts: advisory.deliveries,
-        worker: shared.config.instance.clone(),
-        source_seq: advisory.stream_seq,
-        payload: raw.payload.clone(),
-    };
-    publish(&shared.infra.js, &letter).await?;
-    shared
-        .infra
-        .jobs
-        .delete_message(advisory.stream_seq)
-        .await?;
-    shared.counters.failed.fetch_add(1, Ordering::Relaxed);
-    shared
-        .counters
-        .dead_lettered
-        .fetch_add(1, Ordering::Relaxed);
-    info!(job_id = %job_id, deliveries = advisory.deliveries, "exhausted job moved to the dead-letter stream");
-    Ok(())
+    Ok(limit)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn consumer(max_deliver: i64, metadata: Option<&str>) -> consumer::Config {
+        let mut config = consumer::Config {
+            durable_name: Some("convert".into()),
+            max_deliver,
+            ..Default::default()
+        };
+        if let Some(value) = metadata {
+            config
+                .metadata
+                .insert(MAX_DELIVER_METADATA.into(), value.into());
+        }
+        config
+    }
+
+    #[test]
+    fn the_limit_comes_from_metadata_or_the_override_and_a_legacy_server_limit_leaves_one_delivery()
+    {
+        assert_eq!(delivery_limit(&consumer(-1, Some("5")), None).unwrap(), 5);
+        assert_eq!(
+            delivery_limit(&consumer(-1, Some("5")), Some(1)).unwrap(),
+            1
+        );
+        assert_eq!(delivery_limit(&consumer(-1, None), Some(3)).unwrap(), 3);
+        assert_eq!(
+            delivery_limit(&consumer(-1, Some("-1")), None).unwrap(),
+            u64::MAX,
+            "-1: no limit"
+        );
+        assert!(delivery_limit(&consumer(-1, None), None)
+            .unwrap_err()
+            .to_string()
+            .contains("lightbox infra apply"));
+        assert!(delivery_limit(&consumer(-1, Some("five")), None).is_err());
+        // Applied before the runtime enforced it: dead-letter on the server's last delivery.
+        assert_eq!(delivery_limit(&consumer(5, None), None).unwrap(), 4);
+        assert_eq!(delivery_limit(&consumer(5, Some("3")), None).unwrap(), 3);
+        assert!(delivery_limit(&consumer(1, None), Some(1)).is_err());
+    }
 }

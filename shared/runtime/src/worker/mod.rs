@@ -12,7 +12,8 @@
 //! - `settle.rs`: the settle policy (ack, nak with backoff, term with dead letter);
 //! - `continuation.rs`: jobs run first ([`JobContext::run_first`]) and their continuations;
 //! - `cancel.rs`: cancel requests and the stop signals of running jobs ([`StopReason`]);
-//! - `dlq.rs`: dead letters and the max-deliveries advisory;
+//! - `dlq.rs`: dead letters and the delivery limit the runtime enforces;
+//! - `record.rs`: the runtime's record of a job in the store (outcome, hand-backs);
 //! - `service.rs`: the NATS micro service and its [`Counters`].
 
 mod cancel;
@@ -22,6 +23,7 @@ mod delivery;
 mod dlq;
 mod lease;
 mod pull;
+mod record;
 mod service;
 mod settle;
 mod start;
@@ -60,6 +62,8 @@ struct Shared<H: Handler> {
     broker: Arc<context::Broker>,
     counters: Arc<Counters>,
     ack_wait: Duration,
+    /// Deliveries a job may use (hand-backs not counted), enforced by the runtime
+    /// (`dlq::delivery_limit`); `u64::MAX` for none.
     max_deliver: u64,
     /// Stop signals of jobs running here.
     running: cancel::Running,

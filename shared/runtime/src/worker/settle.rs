@@ -1,17 +1,30 @@
 //! The settle policy: what a delivery's verdict means for its message and its recorded state.
 //!
-//! | verdict                                   | reported                        | message          |
-//! |-------------------------------------------|---------------------------------|------------------|
-//! | succeeded, waiting for another job        | `waiting`                       | ack              |
-//! | succeeded (continuation published first)  | `succeeded`                     | ack (double when long) |
-//! | succeeded earlier / cancelled while queued| nothing                         | ack              |
-//! | worker shutting down                      | `retrying`                      | nak now          |
-//! | cancelled                                 | `cancelled`                     | ack              |
-//! | retryable, deliveries left                | `retrying`                      | nak with backoff |
-//! | permanent, or retryable with none left    | `failed` (+ the continued job)  | dead letter, term |
+//! Terminal state is the contract: a job leaves `JOBS` only after its terminal event and KV state
+//! are stored. Each row below is one unit; if any step of it fails the message is not acked but
+//! Nak'd with a backoff, and the next delivery (by any instance) does the whole unit again. Every
+//! step is idempotent: terminal events carry a `Nats-Msg-Id` (`<job>-<seq>-<attempt>-<state>`),
+//! dead letters `dlq-<job>-<seq>`, continuations `<continued>-after-<job>`, and the outcome of a
+//! finished run is in the runtime's record (`record.rs`), so the work is not run again.
 //!
-//! A terminal state is stored before the message is settled, so a job never leaves `JOBS`
-//! without its outcome recorded.
+//! | verdict                                   | unit, in order                                              | message  |
+//! |-------------------------------------------|-------------------------------------------------------------|----------|
+//! | succeeded, waiting for another job        | `waiting`                                                   | ack      |
+//! | succeeded                                 | record outcome, publish continuation, `succeeded`           | ack (double when long) |
+//! | recorded by an earlier delivery           | the recorded unit again (same event, same msg id)           | as recorded |
+//! | succeeded earlier (KV)                    | publish continuation                                        | ack      |
+//! | cancelled earlier (KV)                    | fail the continued job (cancelled)                          | ack      |
+//! | worker shutting down                      | record the hand-back, `retrying`                            | nak now  |
+//! | cancelled                                 | record, `cancelled`, fail the continued job                 | ack      |
+//! | retryable, deliveries left                | `retrying`                                                  | nak with backoff |
+//! | permanent, or retryable with none left    | record, dead letter, `failed`, fail the continued job       | term     |
+//! | delivery limit used up (none finished)    | dead letter, `failed`, fail the continued job — not run     | term     |
+//! | record unreadable past the limit          | nothing                                                     | nak with backoff |
+//!
+//! Deliveries handed back by a draining worker do not count toward the limit. A continuation
+//! that cannot be published is retried with the job's deliveries; on the last one the continued
+//! job is failed naming why, and this job's success stands. A continued job whose first job is
+//! cancelled fails (it was not itself cancelled, and its waiter must learn it will not run).
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -21,23 +34,45 @@ use async_nats::jetstream::{self, AckKind};
 use tracing::{info, warn};
 
 use super::context::Outcome;
+use super::record::{self, Record, Recorded};
 use super::{continuation, dlq, Handler, Shared};
 use crate::error::JobError;
 use crate::events::{ErrorInfo, JobEvent, JobState, Progress};
-use crate::job::Continuation;
+use crate::job::{Continuation, Envelope};
+use crate::store::ObjectKey;
 use crate::telemetry::TraceParent;
 
 /// Jobs running at least this long are settled with a double ack.
 const DOUBLE_ACK_AFTER_MS: f64 = 1000.0;
+/// Tries to store an outcome within one delivery before leaving it to the next delivery.
+const REPORT_TRIES: u32 = 3;
 
 /// What became of one delivery.
 pub(super) enum Verdict {
     Succeeded(Outcome),
     Failed(JobError),
-    /// Already finished earlier (a redelivery after a lost ack): acknowledge and move on.
+    /// Already finished earlier (a redelivery after a lost ack): settle what follows from it.
     AlreadyDone(JobState),
     /// The worker is shutting down: hand the job back at once.
     GiveBack,
+    /// An earlier delivery of this message finished and recorded its outcome, which could not
+    /// all be stored or settled: report and settle it again, without running the job.
+    Recorded(Box<Recorded>),
+    /// The delivery limit is used up and no delivery finished: dead-letter without running.
+    Exhausted,
+    /// Whether it may run cannot be told now (its record could not be read): try again later.
+    Later(String),
+}
+
+/// What is known about a message before it runs.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Prior {
+    /// Where the runtime's record of the job is (none for a malformed envelope).
+    pub key: Option<ObjectKey>,
+    /// Deliveries handed back so far.
+    pub handbacks: u64,
+    /// Whether the record was read (or there can be none): only then is a hand-back recorded.
+    pub known: bool,
 }
 
 /// What `finish` needs to know about a delivery besides its verdict.
@@ -48,31 +83,83 @@ pub(super) struct Settle<'a> {
     pub received: Instant,
     pub trace: &'a TraceParent,
     pub continuation: Option<Continuation>,
+    pub prior: Prior,
 }
 
-/// Reports the verdict and settles the message: Ack, Nak with backoff, or Term plus dead letter.
+impl Settle<'_> {
+    /// Deliveries that count toward the limit: all of them but the hand-backs.
+    fn used(&self) -> u64 {
+        self.attempt.saturating_sub(self.prior.handbacks).max(1)
+    }
+
+    fn msg_id(&self, attempt: u64, state: JobState) -> String {
+        format!(
+            "{}-{}-{attempt}-{}",
+            self.job_id,
+            self.stream_seq,
+            state.as_str()
+        )
+    }
+}
+
+/// Decides, before a delivery runs, whether it runs at all: an outcome recorded by an earlier
+/// delivery of this message is settled again, a job finished or cancelled earlier (KV) is not run,
+/// and a delivery past the limit (hand-backs not counted) is dead-lettered without running.
+pub(super) async fn before_running<H: Handler>(
+    shared: &Shared<H>,
+    parsed: &Result<Envelope, JobError>,
+    job_id: &str,
+    attempt: u64,
+    stream_seq: u64,
+) -> (Prior, Option<Verdict>) {
+    let mut prior = Prior {
+        key: parsed
+            .as_ref()
+            .ok()
+            .and_then(|_| record::key(H::FUNCTION.as_str(), job_id)),
+        handbacks: 0,
+        // The first delivery of a message has no record yet.
+        known: attempt <= 1,
+    };
+    if let (Some(key), false) = (&prior.key, prior.known) {
+        match record::load(&shared.store, key, stream_seq).await {
+            Ok(Some(record)) => {
+                prior.known = true;
+                prior.handbacks = record.handbacks;
+                if let Some(outcome) = record.outcome {
+                    return (prior, Some(Verdict::Recorded(Box::new(outcome))));
+                }
+            }
+            Ok(None) => prior.known = true,
+            Err(err) if attempt > shared.max_deliver => {
+                // It may have finished: it is not dead-lettered on a guess.
+                let reason = format!("could not read the job's record: {err}");
+                return (prior, Some(Verdict::Later(reason)));
+            }
+            Err(err) => warn!(error = %err, "could not read the job's record; running it"),
+        }
+    }
+    if parsed.is_ok() {
+        // A job cancelled while queued, or finished by an earlier delivery, does not run again.
+        if let Ok(Some(previous)) = shared.reporter.status(job_id).await {
+            if previous.state == JobState::Cancelled || previous.state == JobState::Succeeded {
+                return (prior, Some(Verdict::AlreadyDone(previous.state)));
+            }
+        }
+    }
+    if attempt.saturating_sub(prior.handbacks) > shared.max_deliver {
+        return (prior, Some(Verdict::Exhausted));
+    }
+    (prior, None)
+}
+
+/// Reports the verdict and settles the message (see the table above).
 pub(super) async fn finish<H: Handler>(
     shared: &Arc<Shared<H>>,
     message: &jetstream::Message,
     verdict: Verdict,
     settle: Settle<'_>,
 ) {
-    let Settle {
-        job_id,
-        attempt,
-        stream_seq,
-        received,
-        trace,
-        continuation,
-    } = settle;
-    let function = H::FUNCTION.as_str();
-    let worker = shared.config.instance.as_str();
-    let new_event = |state: JobState| {
-        let mut event = JobEvent::new(job_id, function, state, attempt, worker);
-        event.trace_id = Some(trace.trace_id.clone());
-        event
-    };
-    let run_ms = received.elapsed().as_secs_f64() * 1000.0;
     let queue_wait = message.info().ok().and_then(|info| {
         let published = u128::try_from(info.published.unix_timestamp_nanos()).ok()?;
         let now = std::time::SystemTime::now()
@@ -81,145 +168,390 @@ pub(super) async fn finish<H: Handler>(
             .as_nanos();
         let waited = Duration::from_nanos(u64::try_from(now.checked_sub(published)?).ok()?);
         // Until it was received here, not until now.
-        Some(waited.saturating_sub(received.elapsed()))
+        Some(waited.saturating_sub(settle.received.elapsed()))
     });
     shared
         .counters
-        .observe_settled(received.elapsed(), queue_wait);
+        .observe_settled(settle.received.elapsed(), queue_wait);
     if let Verdict::Succeeded(outcome) = &verdict {
         shared.counters.observe_result(&outcome.result);
     }
-    match verdict {
-        Verdict::Succeeded(outcome) if outcome.waiting_for.is_some() => {
-            let waiting_for = outcome.waiting_for.unwrap_or_default();
-            let mut event = new_event(JobState::Waiting);
-            event.progress = Some(Progress {
-                message: format!("waiting for job {waiting_for}"),
-                ..Progress::default()
-            });
-            event.result = Some(outcome.result);
-            report_final(shared, &event).await;
-            info!(waiting_for = %waiting_for, "waiting for another job to continue this one");
-            let _ = message.double_ack().await;
-        }
-        Verdict::Succeeded(outcome) => {
-            if let Some(continuation) = &continuation {
-                if let Err(err) =
-                    continuation::publish(&shared.infra.js, job_id, trace, continuation).await
-                {
-                    warn!(error = %err, "could not publish the continuation; retrying the job");
-                    let _ = message
-                        .ack_with(AckKind::Nak(Some(Duration::from_secs(1))))
-                        .await;
-                    return;
-                }
-            }
-            let mut event = new_event(JobState::Succeeded);
-            event.outputs = outcome.outputs;
-            event.result = Some(outcome.result);
-            event.timings_ms.extend(outcome.timings_ms);
-            report_final(shared, &event).await;
-            shared.counters.succeeded.fetch_add(1, Ordering::Relaxed);
-            info!(run_ms, outputs = ?event.outputs, "succeeded");
-            // Expensive jobs get a double ack: the server confirms, so a lease that expired
-            // meanwhile is noticed. Short jobs cannot outlive their lease; a plain ack will do.
-            if run_ms >= DOUBLE_ACK_AFTER_MS {
-                if let Err(err) = message.double_ack().await {
-                    warn!(error = %err, "final ack was not confirmed; a redelivery will find the job done");
-                }
-            } else if let Err(err) = message.ack().await {
-                warn!(error = %err, "final ack failed; a redelivery will find the job done");
+    let mut unit = Unit {
+        shared,
+        message,
+        settle: &settle,
+        stored: None,
+    };
+    if let Verdict::Recorded(recorded) = &verdict {
+        // Event, then KV: a KV entry holding the recorded state means its event is stored too,
+        // and is not published again (its msg id dedupes only within the duplicate window).
+        if let Ok(Some(current)) = shared.reporter.status(settle.job_id).await {
+            if current.state == recorded.event.state && current.attempt == recorded.event.attempt {
+                unit.stored = Some(recorded.msg_id.clone());
             }
         }
-        Verdict::AlreadyDone(state) => {
-            info!(
-                state = state.as_str(),
-                "already finished earlier; acknowledging"
-            );
-            let _ = message.double_ack().await;
-        }
-        Verdict::GiveBack => {
-            info!("giving the job back to the queue");
-            let mut event = new_event(JobState::Retrying);
-            event.error = Some(ErrorInfo {
-                kind: "retryable".into(),
-                message: "worker shutting down".into(),
-            });
-            let _ = shared.reporter.report(&event, true).await;
-            let _ = message.ack_with(AckKind::Nak(None)).await;
-        }
-        Verdict::Failed(JobError::Cancelled) => {
-            let event = new_event(JobState::Cancelled);
-            report_final(shared, &event).await;
-            shared.counters.cancelled.fetch_add(1, Ordering::Relaxed);
-            info!("cancelled");
-            let _ = message.double_ack().await;
-        }
-        Verdict::Failed(err) if err.is_retryable() && attempt < shared.max_deliver => {
-            let delay = backoff(
-                attempt,
-                shared.config.backoff_base,
-                shared.config.backoff_max,
-            );
-            let mut event = new_event(JobState::Retrying);
-            event.error = Some(ErrorInfo {
-                kind: err.kind().into(),
-                message: err.to_string(),
-            });
-            let _ = shared.reporter.report(&event, true).await;
-            shared.counters.retried.fetch_add(1, Ordering::Relaxed);
-            warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "retryable failure");
-            let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
-        }
-        Verdict::Failed(err) => {
-            let message_text = if err.is_retryable() {
-                format!("gave up after {attempt} attempts: {err}")
-            } else {
-                err.to_string()
-            };
-            let mut event = new_event(JobState::Failed);
-            event.error = Some(ErrorInfo {
-                kind: err.kind().into(),
-                message: message_text.clone(),
-            });
-            report_final(shared, &event).await;
-            shared.counters.failed.fetch_add(1, Ordering::Relaxed);
-            warn!(error = %message_text, "failed");
-            if let Some(continuation) = &continuation {
-                let event = continuation::failed_event::<H>(
-                    continuation,
-                    job_id,
-                    &err,
-                    &message_text,
-                    worker,
-                );
-                if let Some(event) = event {
-                    report_final(shared, &event).await;
-                }
-            }
-            let letter = dlq::DeadLetter {
-                job_id: job_id.to_owned(),
-                function: function.to_owned(),
-                queue: message.subject.to_string(),
-                error: message_text,
-                attempts: attempt,
-                worker: worker.to_owned(),
-                source_seq: stream_seq,
-                payload: message.payload.clone(),
-            };
-            dlq::terminate(shared, message, &letter).await;
-        }
+    }
+    if let Err(err) = unit.settle(verdict).await {
+        let delay = backoff(
+            settle.used(),
+            shared.config.backoff_base,
+            shared.config.backoff_max,
+        );
+        warn!(
+            error = %crate::error::error_chain(err.as_ref()),
+            retry_in_ms = delay.as_millis() as u64,
+            "could not store the outcome; the job stays queued and its next delivery settles it"
+        );
+        let _ = message.ack_with(AckKind::Nak(Some(delay))).await;
     }
 }
 
-/// Stores a terminal state before the message is settled; retries briefly on faults.
-pub(super) async fn report_final<H: Handler>(shared: &Arc<Shared<H>>, event: &JobEvent) {
-    for attempt in 0..5 {
-        match shared.reporter.report(event, true).await {
-            Ok(()) => return,
-            Err(err) => {
-                warn!(error = %err, attempt, "could not report outcome; retrying");
-                tokio::time::sleep(Duration::from_millis(200 << attempt)).await;
+/// One delivery being settled.
+struct Unit<'a, H: Handler> {
+    shared: &'a Arc<Shared<H>>,
+    message: &'a jetstream::Message,
+    settle: &'a Settle<'a>,
+    /// The msg id of a terminal state already stored (event and KV).
+    stored: Option<String>,
+}
+
+impl<H: Handler> Unit<'_, H> {
+    fn event(&self, state: JobState, attempt: u64) -> JobEvent {
+        let mut event = JobEvent::new(
+            self.settle.job_id,
+            H::FUNCTION.as_str(),
+            state,
+            attempt,
+            &self.shared.config.instance,
+        );
+        event.trace_id = Some(self.settle.trace.trace_id.clone());
+        event
+    }
+
+    async fn settle(&self, verdict: Verdict) -> anyhow::Result<()> {
+        let settle = self.settle;
+        let attempt = settle.attempt;
+        let run_ms = settle.received.elapsed().as_secs_f64() * 1000.0;
+        match verdict {
+            Verdict::Succeeded(outcome) if outcome.waiting_for.is_some() => {
+                let waiting_for = outcome.waiting_for.unwrap_or_default();
+                let mut event = self.event(JobState::Waiting, attempt);
+                event.progress = Some(Progress {
+                    message: format!("waiting for job {waiting_for}"),
+                    ..Progress::default()
+                });
+                event.result = Some(outcome.result);
+                self.report(&event, &settle.msg_id(attempt, JobState::Waiting))
+                    .await?;
+                info!(waiting_for = %waiting_for, "waiting for another job to continue this one");
+                let _ = self.message.double_ack().await;
+                Ok(())
+            }
+            Verdict::Succeeded(outcome) => {
+                let mut event = self.event(JobState::Succeeded, attempt);
+                event.outputs = outcome.outputs;
+                event.result = Some(outcome.result);
+                event.timings_ms.extend(outcome.timings_ms);
+                let recorded = Recorded {
+                    msg_id: settle.msg_id(attempt, JobState::Succeeded),
+                    event,
+                };
+                // The outcome is stored before it is reported: if the report cannot be stored,
+                // the next delivery reports it again instead of running the job again.
+                self.record(&recorded).await?;
+                info!(run_ms, outputs = ?recorded.event.outputs, "succeeded");
+                self.succeed(&recorded, run_ms).await
+            }
+            Verdict::Recorded(recorded) => {
+                info!(
+                    state = recorded.event.state.as_str(),
+                    attempt = recorded.event.attempt,
+                    "an earlier delivery finished the job; settling its recorded outcome"
+                );
+                match recorded.event.state {
+                    JobState::Succeeded => self.succeed(&recorded, 0.0).await,
+                    JobState::Cancelled => self.cancelled(&recorded).await,
+                    _ => self.fail(&recorded).await,
+                }
+            }
+            Verdict::AlreadyDone(state) => {
+                info!(
+                    state = state.as_str(),
+                    "already finished earlier; settling what follows"
+                );
+                if state == JobState::Succeeded {
+                    self.publish_continuation().await?;
+                } else {
+                    self.fail_continued("cancelled", "was cancelled").await?;
+                }
+                let _ = self.message.double_ack().await;
+                Ok(())
+            }
+            Verdict::GiveBack => {
+                info!("giving the job back to the queue");
+                // A hand-back does not count toward the delivery limit.
+                if let (Some(key), true) = (&settle.prior.key, settle.prior.known) {
+                    let record = Record {
+                        job_id: settle.job_id.to_owned(),
+                        stream_seq: settle.stream_seq,
+                        handbacks: settle.prior.handbacks + 1,
+                        outcome: None,
+                    };
+                    if let Err(err) = record::save(&self.shared.store, key, &record).await {
+                        warn!(error = %err, "could not record the hand-back; it counts as a delivery");
+                    }
+                }
+                let mut event = self.event(JobState::Retrying, attempt);
+                event.error = Some(ErrorInfo {
+                    kind: "retryable".into(),
+                    message: "worker shutting down".into(),
+                });
+                let _ = self.shared.reporter.report(&event, true).await;
+                let _ = self.message.ack_with(AckKind::Nak(None)).await;
+                Ok(())
+            }
+            Verdict::Failed(JobError::Cancelled) => {
+                let recorded = Recorded {
+                    msg_id: settle.msg_id(attempt, JobState::Cancelled),
+                    event: self.event(JobState::Cancelled, attempt),
+                };
+                self.record_best_effort(&recorded).await;
+                info!("cancelled");
+                self.cancelled(&recorded).await
+            }
+            Verdict::Failed(err)
+                if err.is_retryable() && settle.used() < self.shared.max_deliver =>
+            {
+                let delay = backoff(
+                    settle.used(),
+                    self.shared.config.backoff_base,
+                    self.shared.config.backoff_max,
+                );
+                let mut event = self.event(JobState::Retrying, attempt);
+                event.error = Some(ErrorInfo {
+                    kind: err.kind().into(),
+                    message: err.to_string(),
+                });
+                let _ = self.shared.reporter.report(&event, true).await;
+                self.shared.counters.retried.fetch_add(1, Ordering::Relaxed);
+                warn!(error = %err, retry_in_ms = delay.as_millis() as u64, "retryable failure");
+                let _ = self.message.ack_with(AckKind::Nak(Some(delay))).await;
+                Ok(())
+            }
+            Verdict::Failed(err) => {
+                let text = if err.is_retryable() {
+                    format!("gave up after {} attempts: {err}", settle.used())
+                } else {
+                    err.to_string()
+                };
+                let mut event = self.event(JobState::Failed, attempt);
+                event.error = Some(ErrorInfo {
+                    kind: err.kind().into(),
+                    message: text,
+                });
+                let recorded = Recorded {
+                    msg_id: settle.msg_id(attempt, JobState::Failed),
+                    event,
+                };
+                self.record_best_effort(&recorded).await;
+                self.fail(&recorded).await
+            }
+            Verdict::Exhausted => {
+                let limit = self.shared.max_deliver;
+                let mut event = self.event(JobState::Failed, limit);
+                event.error = Some(ErrorInfo {
+                    kind: "retryable".into(),
+                    message: format!(
+                        "no attempt finished: gave up after {limit} deliveries (the worker died, \
+                         lost its lease or could not store the outcome each time)"
+                    ),
+                });
+                let recorded = Recorded {
+                    msg_id: format!("{}-{}-exhausted-failed", settle.job_id, settle.stream_seq),
+                    event,
+                };
+                warn!(
+                    deliveries = attempt,
+                    handbacks = settle.prior.handbacks,
+                    limit,
+                    "delivery limit used up; moving the job to the dead-letter stream"
+                );
+                self.fail(&recorded).await
+            }
+            Verdict::Later(reason) => anyhow::bail!(reason),
+        }
+    }
+
+    /// Publishes the continuation (if any), reports `succeeded`, acks.
+    async fn succeed(&self, recorded: &Recorded, run_ms: f64) -> anyhow::Result<()> {
+        self.publish_continuation().await?;
+        self.report(&recorded.event, &recorded.msg_id).await?;
+        self.shared
+            .counters
+            .succeeded
+            .fetch_add(1, Ordering::Relaxed);
+        // Expensive jobs get a double ack: the server confirms, so a lease that expired
+        // meanwhile is noticed. Short jobs cannot outlive their lease; a plain ack will do.
+        if run_ms >= DOUBLE_ACK_AFTER_MS {
+            if let Err(err) = self.message.double_ack().await {
+                warn!(error = %err, "final ack was not confirmed; a redelivery will find the job done");
+            }
+        } else if let Err(err) = self.message.ack().await {
+            warn!(error = %err, "final ack failed; a redelivery will find the job done");
+        }
+        Ok(())
+    }
+
+    /// Reports `cancelled`, fails the continued job, acks.
+    async fn cancelled(&self, recorded: &Recorded) -> anyhow::Result<()> {
+        self.report(&recorded.event, &recorded.msg_id).await?;
+        self.fail_continued("cancelled", "was cancelled").await?;
+        self.shared
+            .counters
+            .cancelled
+            .fetch_add(1, Ordering::Relaxed);
+        let _ = self.message.double_ack().await;
+        Ok(())
+    }
+
+    /// Writes the dead letter, reports `failed`, fails the continued job, terminates.
+    async fn fail(&self, recorded: &Recorded) -> anyhow::Result<()> {
+        let settle = self.settle;
+        let error = recorded.event.error.clone().unwrap_or(ErrorInfo {
+            kind: "permanent".into(),
+            message: "failed".into(),
+        });
+        let letter = dlq::DeadLetter {
+            job_id: settle.job_id.to_owned(),
+            function: H::FUNCTION.as_str().to_owned(),
+            queue: self.message.subject.to_string(),
+            error: error.message.clone(),
+            attempts: recorded.event.attempt,
+            worker: self.shared.config.instance.clone(),
+            source_seq: settle.stream_seq,
+            payload: self.message.payload.clone(),
+        };
+        dlq::publish(&self.shared.infra.js, &letter).await?;
+        self.report(&recorded.event, &recorded.msg_id).await?;
+        self.fail_continued(&error.kind, &format!("failed: {}", error.message))
+            .await?;
+        self.shared.counters.failed.fetch_add(1, Ordering::Relaxed);
+        self.shared
+            .counters
+            .dead_lettered
+            .fetch_add(1, Ordering::Relaxed);
+        warn!(error = %error.message, "failed");
+        // A work-queue stream drops a terminated message like an acked one, so no delete is
+        // needed (and function users have no right to delete JOBS messages: infra/nats/auth.conf).
+        let _ = self.message.double_ack_with(AckKind::Term).await;
+        Ok(())
+    }
+
+    /// Publishes the continuation of a job that succeeded. If it cannot be published it is
+    /// retried with the job's deliveries; on the last one the continued job is failed instead.
+    async fn publish_continuation(&self) -> anyhow::Result<()> {
+        let Some(then) = &self.settle.continuation else {
+            return Ok(());
+        };
+        let published = continuation::publish(
+            &self.shared.infra.js,
+            self.settle.job_id,
+            self.settle.trace,
+            then,
+        )
+        .await;
+        let Err(err) = published else {
+            return Ok(());
+        };
+        let err = crate::error::error_chain(&*err);
+        if self.settle.used() < self.shared.max_deliver {
+            anyhow::bail!("could not publish the continuation: {err}");
+        }
+        warn!(error = %err, "could not publish the continuation on the last delivery; failing the continued job");
+        self.fail_continued(
+            "retryable",
+            &format!(
+                "succeeded, but the job continuing it could not be published after {} deliveries: {err}",
+                self.settle.used()
+            ),
+        )
+        .await
+    }
+
+    /// Fails the job this one would have continued, if any, naming why.
+    async fn fail_continued(&self, kind: &str, why: &str) -> anyhow::Result<()> {
+        let Some(then) = &self.settle.continuation else {
+            return Ok(());
+        };
+        continuation::fail_continued::<H>(
+            &self.shared.reporter,
+            then,
+            self.settle.job_id,
+            kind,
+            why,
+            &self.shared.config.instance,
+        )
+        .await
+    }
+
+    /// Records the outcome in the store; a success must be recorded before it is reported.
+    async fn record(&self, recorded: &Recorded) -> anyhow::Result<()> {
+        let Some(key) = &self.settle.prior.key else {
+            return Ok(());
+        };
+        let record = Record {
+            job_id: self.settle.job_id.to_owned(),
+            stream_seq: self.settle.stream_seq,
+            handbacks: self.settle.prior.handbacks,
+            outcome: Some(recorded.clone()),
+        };
+        record::save(&self.shared.store, key, &record)
+            .await
+            .map_err(|err| anyhow::anyhow!("could not record the outcome: {err}"))
+    }
+
+    /// A failure is recorded too, so a redelivery reports it under the same id; if the record
+    /// cannot be written the unit goes on (a failure is cheap to find again).
+    async fn record_best_effort(&self, recorded: &Recorded) {
+        if let Err(err) = self.record(recorded).await {
+            warn!(error = %err, "could not record the outcome; reporting it anyway");
+        }
+    }
+
+    /// Stores a terminal event and KV state, retrying briefly within this delivery.
+    async fn report(&self, event: &JobEvent, msg_id: &str) -> anyhow::Result<()> {
+        if self.stored.as_deref() == Some(msg_id) {
+            return Ok(());
+        }
+        let full = self
+            .settle
+            .prior
+            .key
+            .as_ref()
+            .map(|key| key.as_str().to_owned());
+        let mut tries = 0;
+        loop {
+            tries += 1;
+            match self
+                .shared
+                .reporter
+                .report_terminal(event, msg_id, full.as_deref())
+                .await
+            {
+                Ok(()) => return Ok(()),
+                Err(err) if tries >= REPORT_TRIES => {
+                    return Err(err.context(format!(
+                        "storing the {} state of job {}",
+                        event.state.as_str(),
+                        event.job_id
+                    )))
+                }
+                Err(err) => {
+                    warn!(error = %err, tries, "could not store the outcome; retrying");
+                    // Keep the lease while retrying.
+                    let _ = self.message.ack_with(AckKind::Progress).await;
+                    tokio::time::sleep(Duration::from_millis(200 << tries)).await;
+                }
             }
         }
     }

@@ -75,7 +75,7 @@ impl Worker {
             },
             broker: Arc::new(Broker::new(js.clone(), overrides.clone())),
             ack_wait: consumer_config.ack_wait,
-            max_deliver: u64::try_from(consumer_config.max_deliver).unwrap_or(u64::MAX),
+            max_deliver: dlq::delivery_limit(&consumer_config, config.max_deliver)?,
             config,
             overrides,
             client: client.clone(),
@@ -105,7 +105,6 @@ impl Worker {
                     }
                 }
             };
-        dlq::spawn_max_deliveries_watcher(shared.clone()).await?;
         cancel::spawn_listener(shared.clone()).await?;
         let (stop, stop_rx) = watch::channel(false);
         let task = tokio::spawn(pull::pull_loop(shared, stop_rx, service));
