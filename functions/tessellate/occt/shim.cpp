@@ -4,6 +4,7 @@
 #include "shim.h"
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cmath>
 #include <cstring>
@@ -63,6 +64,7 @@
 #include <TDocStd_Document.hxx>
 #include <TopExp_Explorer.hxx>
 #include <TopLoc_Location.hxx>
+#include <TopTools_DataMapOfShapeInteger.hxx>
 #include <TopTools_ListOfShape.hxx>
 #include <TopoDS.hxx>
 #include <TopoDS_Compound.hxx>
@@ -146,9 +148,15 @@ struct PartData {
   std::string name;
   float color[4] = {0.8f, 0.8f, 0.8f, 1.0f};
   bool has_color = false;
+  // Distinct colours of styled faces (4 floats each) and, per face of `shape` in TopExp_Explorer
+  // order, 0 (the placement's colour) or 1 + an index into them.
+  std::vector<float> face_colors;
+  std::vector<uint32_t> face_styles;
   std::vector<float> positions;
   std::vector<float> normals;
   std::vector<uint32_t> indices;
+  // Per triangle: the style of the face it came from (see face_styles).
+  std::vector<uint32_t> triangle_styles;
   uint32_t n_faces = 0;
   uint32_t n_faces_without_mesh = 0;
 };
@@ -196,6 +204,89 @@ bool shape_color(const Handle(XCAFDoc_ColorTool)& tool, const TopoDS_Shape& shap
   return false;
 }
 
+// How specific a styled sub-shape is: a face's own colour beats its shell's, which beats its
+// solid's, which beats a compound's (the part's own colour comes last, as the placement colour).
+int specificity(TopAbs_ShapeEnum type) {
+  switch (type) {
+    case TopAbs_FACE: return 4;
+    case TopAbs_SHELL: return 3;
+    case TopAbs_SOLID: return 2;
+    case TopAbs_COMPSOLID: return 1;
+    default: return 0;
+  }
+}
+
+// Fills part.face_colors and part.face_styles from the colours XCAF keeps on the sub-shape
+// labels of a part (STEP styled items on faces, shells, solids): each face of `located` (the
+// label's shape, with its own location, as sub-shapes were recorded) takes the colour of the most
+// specific styled sub-shape holding it, or none.
+void assign_face_colors(const Handle(XCAFDoc_ColorTool)& colors, const TDF_Label& label,
+                        const TopoDS_Shape& located, PartData& part) {
+  TDF_LabelSequence subs;
+  XCAFDoc_ShapeTool::GetSubShapes(label, subs);
+  std::vector<std::array<float, 4>> sub_colors;
+  struct Style {
+    int specificity;
+    uint32_t color;
+  };
+  std::vector<Style> styles;
+  TopTools_DataMapOfShapeInteger same;              // face (same TShape and location) -> style
+  std::map<const TopoDS_TShape*, size_t> partner;   // face (same TShape) -> style
+  for (Standard_Integer i = 1; i <= subs.Length(); ++i) {
+    std::array<float, 4> color;
+    if (!label_color(colors, subs.Value(i), color.data())) continue;
+    TopoDS_Shape sub = XCAFDoc_ShapeTool::GetShape(subs.Value(i));
+    if (sub.IsNull()) continue;
+    const int rank = specificity(sub.ShapeType());
+    const uint32_t color_index = uint32_t(sub_colors.size());
+    sub_colors.push_back(color);
+    for (TopExp_Explorer faces(sub, TopAbs_FACE); faces.More(); faces.Next()) {
+      const TopoDS_Shape& face = faces.Current();
+      // Equal specificity: the later label wins, as in OCCT's own presentation (XCAFPrs).
+      if (const Standard_Integer* found = same.Seek(face)) {
+        if (styles[size_t(*found)].specificity > rank) continue;
+      }
+      styles.push_back(Style{rank, color_index});
+      const size_t style = styles.size() - 1;
+      same.Bind(face, Standard_Integer(style));
+      auto known = partner.find(face.TShape().get());
+      if (known == partner.end() || styles[known->second].specificity <= rank) {
+        partner[face.TShape().get()] = style;
+      }
+    }
+  }
+  std::vector<int64_t> palette_of(sub_colors.size(), -1);
+  for (TopExp_Explorer faces(located, TopAbs_FACE); faces.More(); faces.Next()) {
+    const TopoDS_Shape& face = faces.Current();
+    int64_t style = -1;
+    if (const Standard_Integer* found = same.Seek(face)) {
+      style = *found;
+    } else {
+      auto known = partner.find(face.TShape().get());
+      if (known != partner.end()) style = int64_t(known->second);
+    }
+    if (style < 0) {
+      part.face_styles.push_back(0);
+      continue;
+    }
+    const uint32_t color_index = styles[size_t(style)].color;
+    if (palette_of[color_index] < 0) {
+      // Faces of one colour share a palette entry, whichever sub-shape they took it from.
+      const std::array<float, 4>& c = sub_colors[color_index];
+      int64_t entry = -1;
+      for (size_t k = 0; k * 4 < part.face_colors.size(); ++k) {
+        if (std::equal(c.begin(), c.end(), part.face_colors.begin() + k * 4)) entry = int64_t(k);
+      }
+      if (entry < 0) {
+        entry = int64_t(part.face_colors.size() / 4);
+        part.face_colors.insert(part.face_colors.end(), c.begin(), c.end());
+      }
+      palette_of[color_index] = entry;
+    }
+    part.face_styles.push_back(uint32_t(palette_of[color_index] + 1));
+  }
+}
+
 struct Reader {
   Handle(XCAFDoc_ShapeTool) shapes;
   Handle(XCAFDoc_ColorTool) colors;
@@ -203,7 +294,9 @@ struct Reader {
   std::vector<PartData> parts;
   std::vector<PlacementData> placements;
 
-  uint32_t part_for(const TDF_Label& label, const TopoDS_Shape& shape) {
+  // The part for a label, read once: `shape` without its own location (placements carry it),
+  // `located` with it.
+  uint32_t part_for(const TDF_Label& label, const TopoDS_Shape& shape, const TopoDS_Shape& located) {
     TCollection_AsciiString entry;
     TDF_Tool::Entry(label, entry);
     auto found = part_by_entry.find(entry.ToCString());
@@ -211,24 +304,18 @@ struct Reader {
     PartData part;
     part.shape = shape;
     part.name = label_name(label);
-    part.has_color = label_color(colors, label, part.color) || shape_color(colors, shape, part.color);
-    if (!part.has_color) {
-      // Colours are often set on faces only: take the first sub-shape colour.
-      TDF_LabelSequence subs;
-      XCAFDoc_ShapeTool::GetSubShapes(label, subs);
-      for (Standard_Integer i = 1; i <= subs.Length() && !part.has_color; ++i) {
-        part.has_color = label_color(colors, subs.Value(i), part.color);
-      }
-      for (TopExp_Explorer faces(shape, TopAbs_FACE); faces.More() && !part.has_color; faces.Next()) {
-        part.has_color = shape_color(colors, faces.Current(), part.color);
-      }
-    }
+    part.has_color = label_color(colors, label, part.color) || shape_color(colors, located, part.color);
+    assign_face_colors(colors, label, located, part);
     uint32_t index = uint32_t(parts.size());
     parts.push_back(std::move(part));
     part_by_entry.emplace(entry.ToCString(), index);
     return index;
   }
 
+  // Walks the assembly tree. `inherited` is the colour the parent gives this node; as in OCCT's
+  // presentation (XCAFPrs_DocumentExplorer) a node's own colour (the referred shape's) overrides
+  // it, and a colour set on the instance (the component label) overrides that. Face and solid
+  // colours inside a part override the result (assign_face_colors).
   void visit(const TDF_Label& label, const TopLoc_Location& location, const std::string& instance_name,
              const float* inherited_color) {
     if (XCAFDoc_ShapeTool::IsAssembly(label)) {
@@ -238,8 +325,10 @@ struct Reader {
         const TDF_Label& component = components.Value(i);
         TDF_Label referred;
         if (!XCAFDoc_ShapeTool::GetReferredShape(component, referred)) continue;
-        float color[4];
-        const float* child_color = label_color(colors, component, color) ? color : inherited_color;
+        float own[4], instance[4];
+        const float* child_color = inherited_color;
+        if (label_color(colors, referred, own)) child_color = own;
+        if (label_color(colors, component, instance)) child_color = instance;
         std::string name = label_name(component);
         visit(referred, location * XCAFDoc_ShapeTool::GetLocation(component), name, child_color);
       }
@@ -248,7 +337,9 @@ struct Reader {
     if (XCAFDoc_ShapeTool::IsReference(label)) {
       TDF_Label referred;
       if (XCAFDoc_ShapeTool::GetReferredShape(label, referred)) {
-        visit(referred, location * XCAFDoc_ShapeTool::GetLocation(label), instance_name, inherited_color);
+        float own[4];
+        const float* color = label_color(colors, referred, own) ? own : inherited_color;
+        visit(referred, location * XCAFDoc_ShapeTool::GetLocation(label), instance_name, color);
       }
       return;
     }
@@ -256,10 +347,11 @@ struct Reader {
     if (shape.IsNull()) return;
     TopExp_Explorer faces(shape, TopAbs_FACE);
     if (!faces.More()) return;  // curves, points: nothing to mesh
+    const TopoDS_Shape located = shape;
     TopLoc_Location own = shape.Location();
     shape.Location(TopLoc_Location());
     PlacementData placement;
-    placement.part = part_for(label, shape);
+    placement.part = part_for(label, shape, located);
     placement.trsf = (location * own).Transformation();
     placement.name = instance_name.empty() ? parts[placement.part].name : instance_name;
     if (inherited_color != nullptr) {
@@ -271,7 +363,7 @@ struct Reader {
 };
 
 // Appends one face's triangulation (in the part frame, scaled to metres) to a part.
-void extract_face(const TopoDS_Face& face, double scale, PartData& part) {
+void extract_face(const TopoDS_Face& face, double scale, uint32_t style, PartData& part) {
   ++part.n_faces;
   TopLoc_Location location;
   const Handle(Poly_Triangulation)& tri = BRep_Tool::Triangulation(face, location);
@@ -307,6 +399,7 @@ void extract_face(const TopoDS_Face& face, double scale, PartData& part) {
     part.indices.push_back(base + uint32_t(a - 1));
     part.indices.push_back(base + uint32_t(b - 1));
     part.indices.push_back(base + uint32_t(c - 1));
+    part.triangle_styles.push_back(style);
   }
   std::unique_ptr<BRepAdaptor_Surface> surface;
   if (tri->HasUVNodes()) surface.reset(new BRepAdaptor_Surface(face, Standard_False));
@@ -495,8 +588,10 @@ extern "C" lb_model* lb_read_and_mesh(const char* step_path, double linear_defle
 
     auto extract_start = std::chrono::steady_clock::now();
     for (PartData& part : walk.parts) {
-      for (TopExp_Explorer faces(part.shape, TopAbs_FACE); faces.More(); faces.Next()) {
-        extract_face(TopoDS::Face(faces.Current()), mpu, part);
+      size_t face = 0;
+      for (TopExp_Explorer faces(part.shape, TopAbs_FACE); faces.More(); faces.Next(), ++face) {
+        const uint32_t style = face < part.face_styles.size() ? part.face_styles[face] : 0;
+        extract_face(TopoDS::Face(faces.Current()), mpu, style, part);
       }
     }
     std::unique_ptr<lb_model> model(new lb_model());
@@ -514,6 +609,9 @@ extern "C" lb_model* lb_read_and_mesh(const char* step_path, double linear_defle
       v.has_color = part.has_color ? 1 : 0;
       v.n_faces = part.n_faces;
       v.n_faces_without_mesh = part.n_faces_without_mesh;
+      v.face_colors = part.face_colors.data();
+      v.n_face_colors = uint32_t(part.face_colors.size() / 4);
+      v.triangle_colors = part.triangle_styles.data();
       model->part_views.push_back(v);
     }
     for (const PlacementData& placement : model->placements) {
@@ -673,9 +771,19 @@ struct DocWriter {
     return label;
   }
 
-  void add(const TDF_Label& parent, const TDF_Label& child, const gp_Trsf& trsf, const std::string& name) {
+  // A colour on a face, shell or solid of a part (written as a STEP styled item on it).
+  void sub_color(const TDF_Label& part, const TopoDS_Shape& sub, double r, double g, double b,
+                 double alpha = 1.0) {
+    TDF_Label label = shapes->AddSubShape(part, sub);
+    if (label.IsNull()) throw Standard_Failure("not a sub-shape of the part");
+    colors->SetColor(label, Quantity_ColorRGBA(Quantity_Color(r, g, b, Quantity_TOC_sRGB), float(alpha)),
+                     XCAFDoc_ColorSurf);
+  }
+
+  TDF_Label add(const TDF_Label& parent, const TDF_Label& child, const gp_Trsf& trsf, const std::string& name) {
     TDF_Label component = shapes->AddComponent(parent, child, TopLoc_Location(trsf));
     if (!name.empty()) TDataStd_Name::Set(component, name.c_str());
+    return component;
   }
 
   void write(const char* path) {
@@ -740,6 +848,49 @@ void single(const char* path, const TopoDS_Shape& shape, const char* name, doubl
   w.write(path);
 }
 
+// Colours at every level XCAF keeps them (sRGB values as a CAD system writes them):
+// - "brass block", a 60 x 40 x 20 mm box whose solid is near white (0.95) with its top and three
+//   sides brass (0.71, 0.65, 0.26), one side translucent red (0.8, 0.1, 0.1, alpha 0.5) and the
+//   bottom left in the solid's colour;
+// - "two bodies", one part of two 10 mm cubes coloured purple (0.5, 0.2, 0.6) whose first solid is
+//   orange (0.9, 0.45, 0.1);
+// - "pin", a blue (0.1, 0.2, 0.7) cylinder placed as "pin A" (blue), "pin B" with a green
+//   (0.1, 0.6, 0.2) instance colour, and "pin C" in the sub-assembly "group";
+// - "plain pin", an uncoloured cylinder in "group".
+// (STEPCAFControl_Writer 7.6 writes no colour set on an assembly, so none is set here.)
+void styled(const char* path) {
+  DocWriter w;
+  BRepPrimAPI_MakeBox box(60., 40., 20.);
+  TopoDS_Shape block_shape = box.Shape();
+  TDF_Label block = w.part(block_shape, "brass block", 0.95, 0.95, 0.95);
+  for (const TopoDS_Face& face : {box.TopFace(), box.FrontFace(), box.RightFace(), box.BackFace()}) {
+    w.sub_color(block, face, 0.71, 0.65, 0.26);
+  }
+  w.sub_color(block, box.LeftFace(), 0.8, 0.1, 0.1, 0.5);
+
+  TopoDS_Shape first = BRepPrimAPI_MakeBox(gp_Pnt(0, 0, 0), 10., 10., 10.).Shape();
+  TopoDS_Shape second = BRepPrimAPI_MakeBox(gp_Pnt(15, 0, 0), 10., 10., 10.).Shape();
+  TDF_Label bodies = w.part(compound_of({first, second}), "two bodies", 0.5, 0.2, 0.6);
+  w.sub_color(bodies, first, 0.9, 0.45, 0.1);
+
+  TDF_Label pin = w.part(cylinder(gp::Origin(), gp::DZ(), 4., 30.), "pin", 0.1, 0.2, 0.7);
+  TDF_Label plain = w.shapes->AddShape(cylinder(gp::Origin(), gp::DZ(), 3., 25.), Standard_False);
+  TDataStd_Name::Set(plain, "plain pin");
+
+  TDF_Label group = w.assembly("group");
+  w.add(group, pin, gp_Trsf(), "pin C");
+  w.add(group, plain, translation(0, 15, 0), "plain pin");
+
+  TDF_Label top = w.assembly("styled assembly");
+  w.add(top, block, gp_Trsf(), "brass block");
+  w.add(top, bodies, translation(0, 55, 0), "two bodies");
+  w.add(top, pin, translation(75, 10, 0), "pin A");
+  TDF_Label pin_b = w.add(top, pin, translation(75, 30, 0), "pin B");
+  w.colors->SetColor(pin_b, Quantity_Color(0.1, 0.6, 0.2, Quantity_TOC_sRGB), XCAFDoc_ColorSurf);
+  w.add(top, group, translation(90, 10, 0), "group");
+  w.write(path);
+}
+
 void curve_only(const char* path) {
   STEPControl_Writer writer;
   TopoDS_Edge edge = BRepBuilderAPI_MakeEdge(gp_Pnt(0, 0, 0), gp_Pnt(10, 5, 0));
@@ -759,6 +910,7 @@ extern "C" int32_t lb_write_sample(int32_t kind, const char* step_path, char* er
       case 2: single(step_path, duct(), "duct", 0.85, 0.5, 0.2); break;
       case 3: bearing(step_path); break;
       case 4: curve_only(step_path); break;
+      case 5: styled(step_path); break;
       default: set_err(err, err_len, "unknown sample kind " + std::to_string(kind)); return LB_FAILURE;
     }
     return LB_OK;

@@ -32,9 +32,16 @@ typedef struct lb_part {
   int32_t has_color;
   uint32_t n_faces;
   uint32_t n_faces_without_mesh;
+  // Colours of styled faces (STEP face, shell or solid colours), linear RGBA, 4 floats each.
+  const float* face_colors;
+  uint32_t n_face_colors;
+  // Per triangle (n_indices / 3): 0 takes the placement's colour, k > 0 face_colors[k - 1].
+  const uint32_t* triangle_colors;
 } lb_part;
 
 // One placement of a part: a column-major 4x4 transform in metres (model frame, usually Z-up).
+// `color` is the colour its faces take unless styled themselves: the instance's colour, else the
+// part's, else the one inherited from the assemblies above (OCCT's XCAFPrs order).
 typedef struct lb_placement {
   uint32_t part;
   double matrix[16];
@@ -70,7 +77,8 @@ void lb_model_free(lb_model* model);
 
 // Sample models generated with OCCT: 0 filleted drilled bracket, 1 revolved flange, 2 lofted
 // B-spline duct, 3 a 140-part ball bearing assembly (balls instance one part), 4 a STEP file with
-// a curve and no solids. Writes a STEP (AP214) file.
+// a curve and no solids, 5 an assembly with colours on faces, solids, parts, instances and a
+// sub-assembly (see `styled` in shim.cpp). Writes a STEP (AP214) file.
 int32_t lb_write_sample(int32_t kind, const char* step_path, char* err, size_t err_len);
 
 // OCCT's own path for comparison: STEPCAFControl_Reader, BRepMesh, RWGltf_CafWriter (binary).

@@ -19,6 +19,9 @@ struct LbPart {
     has_color: i32,
     n_faces: u32,
     n_faces_without_mesh: u32,
+    face_colors: *const [f32; 4],
+    n_face_colors: u32,
+    triangle_colors: *const u32,
 }
 
 #[repr(C)]
@@ -210,6 +213,8 @@ pub fn read_and_mesh(
             color: (p.has_color != 0).then_some(p.color),
             faces: p.n_faces,
             faces_without_mesh: p.n_faces_without_mesh,
+            face_colors: copy_slice(p.face_colors, p.n_face_colors as usize),
+            triangle_colors: copy_slice(p.triangle_colors, p.n_indices as usize / 3),
         })
         .collect();
     // SAFETY: as above.

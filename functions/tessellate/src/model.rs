@@ -13,6 +13,12 @@ pub struct Part {
     pub faces: u32,
     /// Faces BRepMesh could not triangulate (left out of the mesh).
     pub faces_without_mesh: u32,
+    /// The distinct colours of styled faces (a face's own, or its shell's or solid's within the
+    /// part), linear RGBA.
+    pub face_colors: Vec<[f32; 4]>,
+    /// Per triangle: 0 where the placement's colour applies, `k` for `face_colors[k - 1]`.
+    /// Empty when no face is styled.
+    pub triangle_colors: Vec<u32>,
 }
 
 impl Part {
@@ -29,7 +35,9 @@ pub struct Placement {
     /// Column-major 4x4 transform to the model frame (STEP's, usually Z-up), translation in metres.
     pub matrix: [f64; 16],
     pub name: String,
-    /// An instance colour that overrides the part's.
+    /// The colour of the part's unstyled faces here: the instance's own colour, else the part's,
+    /// else the one inherited from the assemblies above (OCCT's order). Overrides
+    /// [`Part::color`]; styled faces ([`Part::triangle_colors`]) override it.
     pub color: Option<[f32; 4]>,
 }
 

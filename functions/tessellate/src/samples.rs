@@ -18,15 +18,21 @@ pub enum Sample {
     Bearing,
     /// A STEP file with a single curve and no solids (a bad input).
     CurveOnly,
+    /// An assembly coloured at the levels STEP files carry: a near-white solid whose top and
+    /// three sides are styled brass and one side translucent red, a two-solid part with one
+    /// solid coloured, a blue part placed plain, with a green instance colour and inside a
+    /// sub-assembly, and an uncoloured part (`styled` in `occt/shim.cpp` has the values).
+    Styled,
 }
 
 impl Sample {
-    pub const ALL: [Sample; 5] = [
+    pub const ALL: [Sample; 6] = [
         Sample::Bracket,
         Sample::Flange,
         Sample::Duct,
         Sample::Bearing,
         Sample::CurveOnly,
+        Sample::Styled,
     ];
 
     fn kind(self) -> i32 {
@@ -36,6 +42,7 @@ impl Sample {
             Sample::Duct => 2,
             Sample::Bearing => 3,
             Sample::CurveOnly => 4,
+            Sample::Styled => 5,
         }
     }
 
@@ -46,6 +53,7 @@ impl Sample {
             Sample::Duct => "duct",
             Sample::Bearing => "bearing",
             Sample::CurveOnly => "curve-only",
+            Sample::Styled => "styled",
         }
     }
 }

@@ -1,7 +1,8 @@
 //! The meshed model as a `lightbox_scene::Scene`, written by the scene crate's one GLB writer:
 //! one mesh per distinct part (geometry written once, shared by colour variants), one node per
-//! placement, part and placement names, colours as materials, metres, and a root node that
-//! turns STEP's Z-up into glTF's Y-up. Also the counts read back from a cached GLB.
+//! placement, part and placement names, one material per distinct colour (a part with styled
+//! faces gets one primitive per colour), metres, and a root node that turns STEP's Z-up into
+//! glTF's Y-up. Also the counts read back from a cached GLB.
 
 use std::collections::{HashMap, HashSet};
 
@@ -73,9 +74,12 @@ pub fn to_scene(model: &MeshedModel) -> Result<Scene, TessellateError> {
         }
         let color = clean(placement.color.or(part.color).unwrap_or(DEFAULT_COLOR));
         let key = color.map(f32::to_bits);
-        let material = *materials
-            .entry(key)
-            .or_insert_with(|| scene.add_material(paint(color)));
+        let mut material_for = |color: [f32; 4]| {
+            *materials
+                .entry(color.map(f32::to_bits))
+                .or_insert_with(|| scene.add_material(paint(color)))
+        };
+        let material = material_for(color);
         let mesh = match meshes.get(&(placement.part, key)) {
             Some(&mesh) => mesh,
             None => {
@@ -91,11 +95,44 @@ pub fn to_scene(model: &MeshedModel) -> Result<Scene, TessellateError> {
                     .chunks_exact(3)
                     .map(|t| [t[0], t[1], t[2]])
                     .collect();
+                let triangle_materials = if part.triangle_colors.is_empty() {
+                    vec![material; triangles.len()]
+                } else {
+                    if part.triangle_colors.len() != triangles.len() {
+                        return Err(glb_error(format!(
+                            "part {:?} has {} triangle colours for {} triangles",
+                            part.name,
+                            part.triangle_colors.len(),
+                            triangles.len()
+                        )));
+                    }
+                    // Styled faces keep their colour; the rest take the placement's.
+                    let styled: Vec<u32> = part
+                        .face_colors
+                        .iter()
+                        .map(|&c| material_for(clean(c)))
+                        .collect();
+                    let mut out = Vec::with_capacity(triangles.len());
+                    for &style in &part.triangle_colors {
+                        out.push(match style {
+                            0 => material,
+                            k => *styled.get(k as usize - 1).ok_or_else(|| {
+                                glb_error(format!(
+                                    "part {:?} has a triangle of face colour {k}, but {} face \
+                                     colours",
+                                    part.name,
+                                    styled.len()
+                                ))
+                            })?,
+                        });
+                    }
+                    out
+                };
                 let mesh = scene.add_mesh(Mesh {
                     name: (!part.name.is_empty()).then(|| part.name.clone()),
                     positions: part.positions.clone(),
                     normals: (part.normals.len() == vertices).then(|| part.normals.clone()),
-                    triangle_materials: vec![material; triangles.len()],
+                    triangle_materials,
                     triangles,
                     ..Mesh::default()
                 });
@@ -168,10 +205,14 @@ pub fn glb_counts(glb: &[u8]) -> Option<GlbCounts> {
                 triangles += count / 3;
             }
         }
-        // Colour variants of a part share its name and geometry; parts with the same geometry
-        // (which the writer also stores once) differ by name.
-        if let Some(indices) = primitives.first().and_then(|p| index(&p["indices"])) {
-            parts.insert((indices, mesh["name"].as_str()));
+        // Colour variants of a part share its name and vertices (all primitives of a mesh
+        // share them too); parts with the same geometry (which the writer also stores once)
+        // differ by name.
+        if let Some(positions) = primitives
+            .first()
+            .and_then(|p| index(&p["attributes"]["POSITION"]))
+        {
+            parts.insert((positions, mesh["name"].as_str()));
         }
     }
     Some(GlbCounts {
@@ -199,6 +240,8 @@ mod tests {
             color,
             faces: 1,
             faces_without_mesh: 0,
+            face_colors: Vec::new(),
+            triangle_colors: Vec::new(),
         }
     }
 
@@ -267,6 +310,81 @@ mod tests {
                 instances: 4,
                 triangles: 4
             })
+        );
+    }
+
+    #[test]
+    fn styled_faces_split_a_part_into_one_primitive_per_colour() {
+        let brass = [0.46, 0.38, 0.055, 1.0];
+        let red = [0.6, 0.01, 0.01, 1.0];
+        let mut part = triangle_part("block", None);
+        part.positions.push([1.0, 1.0, 0.0]);
+        part.normals.push([0.0, 0.0, 1.0]);
+        part.indices.extend([1, 3, 2]);
+        part.face_colors = vec![brass];
+        // The first triangle is a styled face; the second takes the placement's colour.
+        part.triangle_colors = vec![1, 0];
+        let model = model(
+            vec![part],
+            vec![
+                placement(0, "plain", 0.0, None),
+                placement(0, "red", 1.0, Some(red)),
+            ],
+        );
+        let glb = write_glb(&model, "test").unwrap();
+        let root: Value = serde_json::from_slice(read_glb_container(&glb).unwrap().json).unwrap();
+        let colour = |m: &Value| -> Vec<f64> {
+            let i = m["material"].as_u64().unwrap() as usize;
+            serde_json::from_value(
+                root["materials"][i]["pbrMetallicRoughness"]["baseColorFactor"].clone(),
+            )
+            .unwrap()
+        };
+        let close = |got: Vec<f64>, want: [f32; 4]| {
+            got.iter()
+                .zip(want)
+                .all(|(g, w)| (g - w as f64).abs() < 1e-6)
+        };
+        let meshes = root["meshes"].as_array().unwrap();
+        assert_eq!(meshes.len(), 2, "one mesh per placement colour");
+        for (mesh, base) in meshes.iter().zip([DEFAULT_COLOR, red]) {
+            let primitives = mesh["primitives"].as_array().unwrap();
+            assert_eq!(primitives.len(), 2, "{mesh}");
+            let colours: Vec<_> = primitives.iter().map(colour).collect();
+            assert!(
+                colours.iter().any(|c| close(c.clone(), brass)),
+                "{colours:?}"
+            );
+            assert!(
+                colours.iter().any(|c| close(c.clone(), base)),
+                "{colours:?}"
+            );
+            assert_eq!(
+                primitives[0]["attributes"]["POSITION"], primitives[1]["attributes"]["POSITION"],
+                "the primitives share the part's vertices"
+            );
+        }
+        assert_eq!(
+            root["materials"].as_array().unwrap().len(),
+            3,
+            "brass, grey and red, each once"
+        );
+        assert_eq!(
+            glb_counts(&glb),
+            Some(GlbCounts {
+                parts: 1,
+                instances: 2,
+                triangles: 4
+            })
+        );
+
+        let mut broken = model.clone();
+        broken.parts[0].triangle_colors = vec![2, 0];
+        let err = write_glb(&broken, "test").unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("face colour 2, but 1 face colours"),
+            "{err}"
         );
     }
 

@@ -2,79 +2,14 @@
 //! process (this crate's real `lightbox-tessellate` binary), GLB structure, the Khronos glTF
 //! validator, and bad, crashing, hanging and memory-hungry inputs.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+mod support;
+
 use std::time::{Duration, Instant};
 
 use gltf_json as json;
-use lightbox_isolate::Sandbox;
 use lightbox_tessellate::samples::{self, Sample};
-use lightbox_tessellate::{tessellate_bytes, TessellateError, Tessellated, TessellationParams};
-
-fn sandbox() -> Sandbox {
-    Sandbox {
-        executable: PathBuf::from(env!("CARGO_BIN_EXE_lightbox-tessellate")),
-        time_limit: Duration::from_secs(60),
-        address_space: Some(4 << 30),
-        cancel: None,
-        fault_injection: false,
-    }
-}
-
-fn run(step: &[u8]) -> Result<Tessellated, TessellateError> {
-    tessellate_bytes(step, &TessellationParams::default(), 64 << 20, &sandbox())
-}
-
-fn workspace_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
-}
-
-/// Runs the Khronos glTF validator (npm `gltf-validator`, installed by tools/setup.sh into
-/// .tools/npm) and returns its report.
-fn validate(glb: &[u8], label: &str) -> serde_json::Value {
-    let module = workspace_root().join(".tools/npm/node_modules/gltf-validator");
-    assert!(
-        module.exists(),
-        "{} is missing: run tools/setup.sh",
-        module.display()
-    );
-    let file = std::env::temp_dir().join(format!(
-        "lightbox-validate-{label}-{}.glb",
-        std::process::id()
-    ));
-    std::fs::write(&file, glb).unwrap();
-    let script = "const v = require(process.argv[1]); const fs = require('fs');\
-        v.validateBytes(new Uint8Array(fs.readFileSync(process.argv[2])))\
-        .then(r => { console.log(JSON.stringify(r.issues)); })\
-        .catch(e => { console.error(e); process.exit(2); });";
-    let out = Command::new("node")
-        .arg("-e")
-        .arg(script)
-        .arg(&module)
-        .arg(&file)
-        .output()
-        .expect("node runs");
-    let _ = std::fs::remove_file(&file);
-    assert!(
-        out.status.success(),
-        "validator failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("validator prints JSON")
-}
-
-/// The GLB's JSON and BIN chunks.
-fn parse_glb(glb: &[u8]) -> (json::Root, Vec<u8>) {
-    assert_eq!(&glb[0..4], b"glTF");
-    assert_eq!(
-        u32::from_le_bytes(glb[8..12].try_into().unwrap()) as usize,
-        glb.len()
-    );
-    let json_len = u32::from_le_bytes(glb[12..16].try_into().unwrap()) as usize;
-    let root: json::Root = json::deserialize::from_slice(&glb[20..20 + json_len]).unwrap();
-    let bin = glb[20 + json_len + 8..].to_vec();
-    (root, bin)
-}
+use lightbox_tessellate::{tessellate_bytes, TessellateError, TessellationParams};
+use support::{parse_glb, run, sandbox, validate};
 
 /// World-space (Y-up) bounds of every placed vertex, in metres.
 fn world_bounds(root: &json::Root) -> ([f64; 3], [f64; 3]) {
@@ -207,7 +142,7 @@ fn generated_models_become_valid_instanced_glbs_in_metres_and_y_up() {
                     .collect();
                 assert!(colors.len() >= 4, "{:?}", root.materials);
             }
-            Sample::CurveOnly => unreachable!(),
+            Sample::CurveOnly | Sample::Styled => unreachable!(),
         }
     }
 }

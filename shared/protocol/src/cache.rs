@@ -8,7 +8,7 @@ use crate::key::ObjectKey;
 use crate::requests::TessellationParams;
 
 /// Bumped whenever tessellation output changes for the same input and parameters.
-pub const TESSELLATOR_VERSION: &str = "occt-7.6-lightbox-2";
+pub const TESSELLATOR_VERSION: &str = "occt-7.6-lightbox-3";
 
 /// The cached GLB key for a STEP file's bytes and tessellation parameters.
 pub fn tessellation_key(step_bytes: &[u8], params: &TessellationParams) -> ObjectKey {
