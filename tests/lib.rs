@@ -14,6 +14,9 @@ use lightbox_runtime::store::{S3Settings, StoreBackend, StoreConfig, DEFAULT_PRE
 /// The committed bad-input corpus (`tests/corpus/`): its generator, writer and reader.
 pub mod corpus;
 
+/// A real 3-node JetStream cluster on loopback with proxies to kill, partition and heal nodes.
+pub mod nats_cluster;
+
 /// The workspace root.
 pub fn workspace_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -115,7 +118,7 @@ pub fn free_port(plus: Option<u16>) -> u16 {
     }
 }
 
-fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
+pub(crate) fn wait_for_port(port: u16, timeout: Duration) -> anyhow::Result<()> {
     let start = Instant::now();
     while start.elapsed() < timeout {
         if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
@@ -342,8 +345,18 @@ pub fn worker_config(
     queue: &str,
     concurrency: usize,
 ) -> WorkerConfig {
+    worker_config_with(nats.nats_config(), store, queue, concurrency)
+}
+
+/// [`worker_config`] for any NATS connection (a cluster's server list, a user).
+pub fn worker_config_with(
+    nats: NatsConfig,
+    store: StoreConfig,
+    queue: &str,
+    concurrency: usize,
+) -> WorkerConfig {
     WorkerConfig {
-        nats: nats.nats_config(),
+        nats,
         store,
         queue: queue.into(),
         concurrency,
@@ -361,8 +374,13 @@ pub fn worker_config(
 
 /// The environment for a function process (NATS, store, short leases).
 pub fn function_env(nats: &NatsServer, store: &[(String, String)]) -> Vec<(String, String)> {
+    function_env_with(&nats.url(), store)
+}
+
+/// [`function_env`] for any `NATS_URL` (a cluster's comma-separated server list).
+pub fn function_env_with(nats_url: &str, store: &[(String, String)]) -> Vec<(String, String)> {
     let mut env = vec![
-        ("NATS_URL".to_string(), nats.url()),
+        ("NATS_URL".to_string(), nats_url.to_string()),
         ("LIGHTBOX_ACK_WAIT_SECS".to_string(), "3".to_string()),
         (
             "LIGHTBOX_METRICS_ADDR".to_string(),

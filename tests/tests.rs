@@ -66,3 +66,9 @@ mod ops;
 /// The committed JSON Schemas as publishers use them: good and bad render outputs through
 /// Python's `jsonschema`, the renderer agreeing with each verdict, no drift from the renderer.
 mod schemas;
+
+/// A real 3-node JetStream cluster (tests/nats_cluster.rs): a worker given the three URLs keeps
+/// serving when its node and then the node leading `JOBS` are SIGKILLed; three workers started
+/// together on a fresh cluster all start and serve; a bind-only worker with nothing to bind to
+/// fails at once, naming `lightbox infra apply`.
+mod cluster;

@@ -79,8 +79,44 @@ impl NatsConfig {
         }
     }
 
+    /// The servers `url` names: one URL or a comma-separated list
+    /// (`nats://nats-0:4222,nats://nats-1:4222,nats://nats-2:4222`), as `NATS_URL`, the CLI's
+    /// `--server` and `nats` contexts write them. Spaces around entries are ignored; a scheme-less
+    /// entry means `nats://`. The client connects to one of them and fails over to the others
+    /// (and to any the cluster announces).
+    pub fn server_addrs(&self) -> anyhow::Result<Vec<async_nats::ServerAddr>> {
+        let mut addrs = Vec::new();
+        for entry in self.url.split(',').map(str::trim) {
+            if entry.is_empty() {
+                continue;
+            }
+            let addr = entry.parse::<async_nats::ServerAddr>().map_err(|err| {
+                anyhow::anyhow!(
+                    "NATS server {:?} (from {:?}) is not a server URL: {err}",
+                    without_userinfo(entry),
+                    self.display_url()
+                )
+            })?;
+            addrs.push(addr);
+        }
+        if addrs.is_empty() {
+            anyhow::bail!("no NATS server given (NATS_URL or --server is empty)");
+        }
+        Ok(addrs)
+    }
+
+    /// The server list as it may be printed: any `user:password@` inside a URL left out.
+    pub fn display_url(&self) -> String {
+        self.url
+            .split(',')
+            .map(|entry| without_userinfo(entry.trim()))
+            .collect::<Vec<_>>()
+            .join(",")
+    }
+
     /// Connects with the configured credentials, retrying the first connection for a while.
     pub async fn connect(&self, name: &str) -> anyhow::Result<async_nats::Client> {
+        let servers = self.server_addrs()?;
         let mut options = async_nats::ConnectOptions::new()
             .name(name)
             .retry_on_initial_connect()
@@ -94,10 +130,13 @@ impl NatsConfig {
         if let Some(prefix) = &self.inbox_prefix {
             options = options.custom_inbox_prefix(prefix.clone());
         }
-        let client = tokio::time::timeout(Duration::from_secs(30), options.connect(&self.url))
+        let client = tokio::time::timeout(Duration::from_secs(30), options.connect(servers))
             .await
             .map_err(|_| {
-                anyhow::anyhow!("could not connect to NATS at {} within 30 s", self.url)
+                anyhow::anyhow!(
+                    "could not connect to NATS at {} within 30 s",
+                    self.display_url()
+                )
             })??;
         Ok(client)
     }
@@ -110,6 +149,7 @@ impl NatsConfig {
         timeout: Duration,
     ) -> anyhow::Result<async_nats::Client> {
         use async_nats::ConnectErrorKind;
+        let servers = self.server_addrs()?;
         let mut options = async_nats::ConnectOptions::new()
             .name(name)
             .connection_timeout(timeout)
@@ -126,8 +166,8 @@ impl NatsConfig {
         if let Some(prefix) = &self.inbox_prefix {
             options = options.custom_inbox_prefix(prefix.clone());
         }
-        let url = &self.url;
-        match tokio::time::timeout(timeout, options.connect(url.as_str())).await {
+        let url = &self.display_url();
+        match tokio::time::timeout(timeout, options.connect(servers)).await {
             Err(_) => anyhow::bail!(
                 "cannot reach NATS at {url}: no answer within {} s",
                 timeout.as_secs_f64()
@@ -159,6 +199,24 @@ impl NatsConfig {
             self.inbox_prefix = Some(prefix.clone());
         }
     }
+}
+
+/// A server URL without its `user:password@` part, for messages.
+fn without_userinfo(entry: &str) -> String {
+    match (entry.find("://"), entry.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            format!("{}{}", &entry[..scheme_end + 3], &entry[at + 1..])
+        }
+        (None, Some(at)) => entry[at + 1..].to_owned(),
+        _ => entry.to_owned(),
+    }
+}
+
+/// How long a worker's start-up keeps retrying while the cluster elects leaders or another
+/// instance creates the same definitions (`LIGHTBOX_STARTUP_TIMEOUT_SECS`, default 60 s); then it
+/// exits with the last error, and its supervisor restarts it.
+pub fn startup_timeout_from_env() -> Duration {
+    Duration::from_secs_f64(env_parse("LIGHTBOX_STARTUP_TIMEOUT_SECS", 60.0f64).max(0.0))
 }
 
 /// A `nats` CLI context (`~/.config/nats/context/NAME.json`), the fields Lightbox uses.
@@ -325,6 +383,53 @@ mod tests {
             creds_file: Some("/run/secrets/render.creds".into()),
             ..NatsConfig::default()
         }
+    }
+
+    fn servers(url: &str) -> Vec<String> {
+        NatsConfig {
+            url: url.into(),
+            ..NatsConfig::default()
+        }
+        .server_addrs()
+        .unwrap()
+        .iter()
+        .map(|addr| format!("{}:{}", addr.host(), addr.port()))
+        .collect()
+    }
+
+    #[test]
+    fn a_comma_separated_server_list_is_every_server() {
+        // infra/k8s/config.yaml's form: three URLs, comma separated.
+        assert_eq!(
+            servers("nats://nats-0.nats:4222,nats://nats-1.nats:4222,nats://nats-2.nats:4222"),
+            ["nats-0.nats:4222", "nats-1.nats:4222", "nats-2.nats:4222"]
+        );
+        assert_eq!(
+            servers(" nats://127.0.0.1:4301 , 127.0.0.1:4302,,tls://h:4303 "),
+            ["127.0.0.1:4301", "127.0.0.1:4302", "h:4303"]
+        );
+        assert_eq!(servers("nats://127.0.0.1:4222"), ["127.0.0.1:4222"]);
+        assert_eq!(servers("localhost"), ["localhost:4222"]);
+    }
+
+    #[test]
+    fn a_bad_server_entry_is_named_without_its_password() {
+        let config = NatsConfig {
+            url: "nats://a:4222,http://bob:s3cret-pw@b:4222".into(),
+            ..NatsConfig::default()
+        };
+        let err = config.server_addrs().unwrap_err().to_string();
+        assert!(err.contains("http://b:4222"), "{err}");
+        assert!(!err.contains("s3cret-pw"), "{err}");
+        let empty = NatsConfig {
+            url: " , ".into(),
+            ..NatsConfig::default()
+        };
+        assert!(empty
+            .server_addrs()
+            .unwrap_err()
+            .to_string()
+            .contains("no NATS server"));
     }
 
     #[test]

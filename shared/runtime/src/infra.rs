@@ -275,6 +275,123 @@ pub async fn ensure(js: &jetstream::Context, overrides: &Overrides) -> anyhow::R
     })
 }
 
+/// Runs one start-up step (create or bind the streams, bucket or consumer) until it succeeds, a
+/// definitive answer comes back, or `budget` is spent.
+///
+/// A fresh cluster answers JetStream requests only once it has elected a meta leader, and a new
+/// R3 stream only once its own group has a leader: until then requests time out or say the
+/// cluster is unavailable. Instances that an autoscaler starts together also race to create the
+/// same definitions. Both pass with time, so those failures are retried with doubling delays
+/// (jittered, up to 5 s); a retry after a concurrent create finds the definition and updates or
+/// binds it. A definitive answer (a definition that does not exist in bind-only mode, a
+/// configuration the server refuses) fails at once. When the budget is spent the last error is
+/// returned, naming the step and how long it was tried.
+pub async fn retry_startup<T, F, Fut>(
+    what: &str,
+    budget: Duration,
+    mut step: F,
+) -> anyhow::Result<T>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = anyhow::Result<T>>,
+{
+    let started = std::time::Instant::now();
+    let mut delay = Duration::from_millis(200);
+    let mut attempt = 1u32;
+    loop {
+        let err = match step().await {
+            Ok(value) => return Ok(value),
+            Err(err) if is_definitive(&err) => return Err(err),
+            Err(err) => err,
+        };
+        let jittered = delay.mul_f64(0.5 + rand::random::<f64>());
+        let elapsed = started.elapsed();
+        if elapsed + jittered > budget {
+            return Err(err.context(format!(
+                "{what}: gave up after {attempt} attempts in {:.1} s (LIGHTBOX_STARTUP_TIMEOUT_SECS); \
+                 is JetStream up, with a leader elected?",
+                elapsed.as_secs_f64()
+            )));
+        }
+        tracing::warn!(
+            step = what,
+            attempt,
+            retry_in_ms = jittered.as_millis() as u64,
+            error = %crate::error::error_chain(err.as_ref()),
+            "start-up step failed; retrying (cluster electing leaders, or another instance creating it)"
+        );
+        tokio::time::sleep(jittered).await;
+        delay = (delay * 2).min(Duration::from_secs(5));
+        attempt += 1;
+    }
+}
+
+/// The JetStream answers that waiting cannot change: a missing stream or consumer (bind-only
+/// mode: an operator must apply), and configurations the server refuses.
+const DEFINITIVE: [jetstream::ErrorCode; 8] = [
+    jetstream::ErrorCode::STREAM_NOT_FOUND,
+    jetstream::ErrorCode::CONSUMER_NOT_FOUND,
+    jetstream::ErrorCode::STREAM_REPLICAS_NOT_SUPPORTED,
+    jetstream::ErrorCode::STREAM_INVALID_CONFIG,
+    jetstream::ErrorCode::STREAM_SUBJECT_OVERLAP,
+    jetstream::ErrorCode::INVALID_JSON,
+    jetstream::ErrorCode::BAD_REQUEST,
+    jetstream::ErrorCode::JETSTREAM_NOT_ENABLED,
+];
+
+/// Whether a start-up failure is a definitive answer rather than a cluster still forming (see
+/// [`retry_startup`]). It reads the async-nats error types in the chain, never message text.
+pub fn is_definitive(err: &anyhow::Error) -> bool {
+    use async_nats::jetstream::context::{
+        ConsumerInfoError, ConsumerInfoErrorKind, CreateStreamError, CreateStreamErrorKind,
+        GetStreamError, GetStreamErrorKind, KeyValueError, KeyValueErrorKind,
+    };
+    use async_nats::jetstream::stream::{ConsumerError, ConsumerErrorKind};
+    err.chain().any(|cause| {
+        let code = if let Some(err) = cause.downcast_ref::<GetStreamError>() {
+            match err.kind() {
+                GetStreamErrorKind::JetStream(js) => Some(js.error_code()),
+                GetStreamErrorKind::EmptyName | GetStreamErrorKind::InvalidStreamName => {
+                    return true
+                }
+                GetStreamErrorKind::Request => None,
+            }
+        } else if let Some(err) = cause.downcast_ref::<CreateStreamError>() {
+            match err.kind() {
+                CreateStreamErrorKind::JetStream(js) => Some(js.error_code()),
+                CreateStreamErrorKind::EmptyStreamName
+                | CreateStreamErrorKind::InvalidStreamName
+                | CreateStreamErrorKind::DomainAndExternalSet => return true,
+                _ => None,
+            }
+        } else if let Some(err) = cause.downcast_ref::<ConsumerError>() {
+            match err.kind() {
+                ConsumerErrorKind::JetStream(js) => Some(js.error_code()),
+                ConsumerErrorKind::InvalidConsumerType | ConsumerErrorKind::InvalidName => {
+                    return true
+                }
+                _ => None,
+            }
+        } else if let Some(err) = cause.downcast_ref::<ConsumerInfoError>() {
+            match err.kind() {
+                ConsumerInfoErrorKind::NotFound
+                | ConsumerInfoErrorKind::StreamNotFound
+                | ConsumerInfoErrorKind::InvalidName => return true,
+                ConsumerInfoErrorKind::JetStream(js) => Some(js.error_code()),
+                _ => None,
+            }
+        } else if let Some(err) = cause.downcast_ref::<KeyValueError>() {
+            if err.kind() == KeyValueErrorKind::InvalidStoreName {
+                return true;
+            }
+            None
+        } else {
+            None
+        };
+        code.is_some_and(|code| DEFINITIVE.contains(&code))
+    })
+}
+
 /// Creates or updates the durable consumer for a queue from its committed definition.
 pub async fn ensure_consumer(
     jobs: &stream::Stream,
@@ -284,6 +401,11 @@ pub async fn ensure_consumer(
     let config = consumer_config(queue, overrides)?;
     if overrides.bind_only {
         let name = consumer_name(queue);
+        // The info request first, so a missing consumer keeps its typed error (a definitive
+        // answer for [`retry_startup`]).
+        jobs.consumer_info(&name)
+            .await
+            .with_context(|| format!("opening consumer {name}: {APPLY_HINT}"))?;
         return jobs
             .get_consumer(&name)
             .await

@@ -62,8 +62,17 @@ impl Worker {
             Store::connect(config.store.clone()).context("connecting to the object store")?;
         let js = jetstream::new(client.clone());
         let overrides = overrides(&config);
-        let infra = infra::ensure(&js, &overrides).await?;
-        let consumer = infra::ensure_consumer(&infra.jobs, &config.queue, &overrides).await?;
+        // A cluster that is still electing leaders, or another instance creating the same
+        // definitions at this moment, fails these steps for a while: retried, bounded.
+        let budget = crate::config::startup_timeout_from_env();
+        let infra = infra::retry_startup("binding streams and KV", budget, || {
+            infra::ensure(&js, &overrides)
+        })
+        .await?;
+        let consumer = infra::retry_startup("binding the consumer", budget, || {
+            infra::ensure_consumer(&infra.jobs, &config.queue, &overrides)
+        })
+        .await?;
         let consumer_config = consumer.cached_info().config.clone();
         let counters = Arc::new(Counters::default());
         let (abandon, _) = watch::channel(false);
