@@ -9,6 +9,7 @@ mod support;
 use std::collections::BTreeMap;
 
 use lightbox_tessellate::samples::{self, Sample};
+use lightbox_tessellate::scene::{glb_counts, GlbCounts};
 use lightbox_tessellate::Tessellated;
 use render_runtime::spec::RenderSpec;
 use render_runtime::{Film, ImportLimits, NoHooks, PreparedScene};
@@ -138,6 +139,15 @@ fn face_solid_part_and_instance_colours_become_one_material_each() {
     assert_eq!(report["numErrors"], 0, "{report:#}");
     assert_eq!(report["numWarnings"], 0, "{report:#}");
     assert_eq!((done.stats.parts, done.stats.instances), (4, 6));
+    // A cache hit reads the same counts back from the GLB, primitives per colour and all.
+    assert_eq!(
+        glb_counts(&done.glb),
+        Some(GlbCounts {
+            parts: 4,
+            instances: 6,
+            triangles: done.stats.triangles
+        })
+    );
     let glb = Glb::new(&done);
 
     // Each planar face of a box meshes as two triangles: four brass faces over the near-white
