@@ -67,6 +67,13 @@ mod ops;
 /// Python's `jsonschema`, the renderer agreeing with each verdict, no drift from the renderer.
 mod schemas;
 
+/// Terminal state is the contract: a job whose worker dies on every delivery is dead-lettered by a
+/// worker started later (auth.conf users, bind-only, no advisory listener); a bucket outage at
+/// finish leaves the job queued and one terminal event is stored later without running it again;
+/// oversized results and errors are summarised; the waiting job is settled when the job it waits
+/// for is dead-lettered, found done or cancelled; drain hand-backs use up no deliveries.
+mod terminal;
+
 /// A real 3-node JetStream cluster (tests/nats_cluster.rs): a worker given the three URLs keeps
 /// serving when its node and then the node leading `JOBS` are SIGKILLed; three workers started
 /// together on a fresh cluster all start and serve; a bind-only worker with nothing to bind to

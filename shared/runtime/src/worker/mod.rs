@@ -24,6 +24,7 @@ mod dlq;
 mod lease;
 mod pull;
 mod record;
+mod record;
 mod service;
 mod settle;
 mod start;
