@@ -58,12 +58,6 @@ pub const QUEUES: [&str; 4] = ["render.light", "render.heavy", "tessellate", "co
 /// (see `worker/dlq.rs`). `LIGHTBOX_MAX_DELIVER` overrides it.
 pub const MAX_DELIVER_METADATA: &str = "lightbox.max_deliver";
 
-/// Consumer metadata key holding the delivery limit the runtime enforces. The server's
-/// `max_deliver` is -1 (unlimited): a delivery past the limit is moved to the dead-letter stream
-/// by whichever worker receives it, so no job depends on anyone hearing a max-deliveries advisory
-/// (see `worker/dlq.rs`). `LIGHTBOX_MAX_DELIVER` overrides it.
-pub const MAX_DELIVER_METADATA: &str = "lightbox.max_deliver";
-
 /// The durable consumer name serving a queue subject (`render.light` → `render-light`).
 pub fn consumer_name(queue: &str) -> String {
     queue.replace('.', "-")

@@ -101,13 +101,6 @@ pub const DEFAULT_PREFIXES: &str = "inputs/,outputs/,cache/,models/";
 /// need read and write on `results/<function>/`.
 pub const RUNTIME_PREFIX: &str = "results/";
 
-/// The runtime's own prefix: its record of each job (`results/<function>/<job id>.json`: the
-/// full outcome, written before the outcome is reported, and drain hand-backs). No job may read
-/// or write under it, whatever the prefix lists say; only the runtime does
-/// ([`Store::put_runtime`], [`Store::get_runtime`]). Object store credentials of a function
-/// need read and write on `results/<function>/`.
-pub const RUNTIME_PREFIX: &str = "results/";
-
 /// Where a function's jobs may read and write by default.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PrefixPolicy {
@@ -374,14 +367,6 @@ impl Store {
                 allowed: Vec::new(),
             });
         }
-        // The runtime's records are never a job's to read or write.
-        if key.as_str().starts_with(RUNTIME_PREFIX) {
-            return Err(StoreError::OutsidePrefixes {
-                key: key.clone(),
-                access,
-                allowed: Vec::new(),
-            });
-        }
         let own = match access {
             Access::Read => config.read_prefixes.as_ref(),
             Access::Write => config.write_prefixes.as_ref(),
@@ -468,36 +453,6 @@ impl Store {
             .put(&Self::path(key)?, PutPayload::from_bytes(bytes))
             .await
             .map(|_| ())
-            .map_err(|err| StoreError::backend(key, err))
-    }
-
-    /// The runtime writes its record of a job under [`RUNTIME_PREFIX`], which no prefix list
-    /// grants and no job may write.
-    pub(crate) async fn put_runtime(
-        &self,
-        key: &ObjectKey,
-        bytes: Bytes,
-    ) -> Result<(), StoreError> {
-        debug_assert!(key.as_str().starts_with(RUNTIME_PREFIX));
-        self.inner
-            .put(&Self::path(key)?, PutPayload::from_bytes(bytes))
-            .await
-            .map(|_| ())
-            .map_err(|err| StoreError::backend(key, err))
-    }
-
-    /// Reads a runtime record under [`RUNTIME_PREFIX`]; `None` when there is none.
-    pub(crate) async fn get_runtime(&self, key: &ObjectKey) -> Result<Option<Bytes>, StoreError> {
-        debug_assert!(key.as_str().starts_with(RUNTIME_PREFIX));
-        let result = match self.inner.get(&Self::path(key)?).await {
-            Ok(result) => result,
-            Err(object_store::Error::NotFound { .. }) => return Ok(None),
-            Err(err) => return Err(StoreError::backend(key, err)),
-        };
-        result
-            .bytes()
-            .await
-            .map(Some)
             .map_err(|err| StoreError::backend(key, err))
     }
 
@@ -704,35 +659,6 @@ mod tests {
         assert!(
             none.check(&key("outputs/a.png")).is_err(),
             "an empty list allows no writes"
-        );
-
-        // The runtime's records: no job reads or writes them, whatever the lists say.
-        let record = key("results/render/0190c0de.json");
-        let everything = Store::connect(StoreConfig {
-            backend: StoreBackend::Local { root: dir.clone() },
-            allowed_prefixes: Vec::new(),
-            read_prefixes: Some(vec!["results/".into()]),
-            write_prefixes: Some(vec!["results/".into()]),
-            ..StoreConfig::default()
-        })
-        .unwrap();
-        for scoped in [
-            everything.clone(),
-            everything.for_function(Function::Render),
-            store.for_function(Function::Tessellate),
-        ] {
-            assert!(scoped.put(&record, Bytes::new()).await.is_err());
-            assert!(scoped.get(&record, None).await.is_err());
-            assert!(scoped.delete(&record).await.is_err());
-        }
-        assert_eq!(store.get_runtime(&record).await.unwrap(), None);
-        store
-            .put_runtime(&record, Bytes::from_static(b"{}"))
-            .await
-            .unwrap();
-        assert_eq!(
-            store.get_runtime(&record).await.unwrap(),
-            Some(Bytes::from_static(b"{}"))
         );
 
         // The runtime's records: no job reads or writes them, whatever the lists say.

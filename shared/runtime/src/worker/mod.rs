@@ -24,7 +24,6 @@ mod dlq;
 mod lease;
 mod pull;
 mod record;
-mod record;
 mod service;
 mod settle;
 mod start;
