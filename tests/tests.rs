@@ -79,3 +79,8 @@ mod terminal;
 /// together on a fresh cluster all start and serve; a bind-only worker with nothing to bind to
 /// fails at once, naming `lightbox infra apply`.
 mod cluster;
+
+/// OTLP trace export through the real `lightbox-convert` binary to a test receiver: the job's
+/// span continues the submitted `traceparent`, names the service and the job, and is flushed on
+/// drain.
+mod otlp;

@@ -51,8 +51,7 @@ pub(super) async fn process<H: Handler>(
             .unwrap_or_else(|| format!("seq-{stream_seq}")),
     };
     let function = H::FUNCTION.as_str();
-    let span =
-        tracing::info_span!("job", job_id = %job_id, function, attempt, trace_id = %trace.trace_id);
+    let span = crate::telemetry::job_span(&job_id, function, attempt, &trace);
     async move {
         let in_flight = shared.counters.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         shared

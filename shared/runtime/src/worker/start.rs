@@ -140,6 +140,7 @@ impl Worker {
             task.abort();
         }
         let _ = self.client.flush().await;
+        let _ = tokio::task::spawn_blocking(crate::telemetry::flush).await;
         result
     }
 }
@@ -150,7 +151,7 @@ impl Worker {
 /// `LIGHTBOX_INSTANCE` for its status over NATS and exits non-zero if it does not answer
 /// (the container health check and liveness probe).
 pub async fn run<H: Handler>(handler: H) -> anyhow::Result<()> {
-    crate::telemetry::init();
+    crate::telemetry::init_service(&format!("lightbox-{}", H::FUNCTION));
     let config = WorkerConfig::from_env(H::DEFAULT_QUEUE, H::DEFAULT_CONCURRENCY);
     if std::env::args().nth(1).as_deref() == Some("--check") {
         return check::<H>(&config).await;
