@@ -271,8 +271,8 @@ def test_the_backend_user_is_refused_what_it_must_not_do(stack, settings):
 
 def test_a_long_event_history_streams_completely_as_backend(stack, settings):
     """A long render reports progress every 250 ms: thousands of events. All of them (5 MB here)
-    arrive, in order; a push consumer would need flow-control replies that `backend` may not
-    publish and would stall after about 1 MB."""
+    arrive, in order, through the client's pull consumer (nats-py's push consumers are
+    test_push_consumers.py's)."""
     job_id = new_job_id()
     count = 15000
 
