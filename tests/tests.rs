@@ -84,3 +84,9 @@ mod cluster;
 /// span continues the submitted `traceparent`, names the service and the job, and is flushed on
 /// drain.
 mod otlp;
+
+/// Cooperative stops: a deadline, a cancel and the drain let the handler clean up (a render
+/// stopped mid-upload leaves no outputs, a drained tessellation releases its lock and kills its
+/// OCCT child, a SIGKILLed worker's child dies with it); the deadline counts from submission; a
+/// bind-only worker whose consumer is deleted binds again or exits naming it; `lightbox cancel`.
+mod cooperative;
