@@ -15,13 +15,16 @@
 //! | succeeded earlier (KV)                    | publish continuation                                        | ack      |
 //! | cancelled earlier (KV)                    | fail the continued job (cancelled)                          | ack      |
 //! | worker shutting down                      | record the hand-back, `retrying`                            | nak now  |
-//! | cancelled                                 | record, `cancelled`, fail the continued job                 | ack      |
+//! | cancelled                                 | `cancelled`, fail the continued job                         | ack      |
 //! | retryable, deliveries left                | `retrying`                                                  | nak with backoff |
-//! | permanent, or retryable with none left    | record, dead letter, `failed`, fail the continued job       | term     |
+//! | permanent, or retryable with none left    | dead letter, `failed`, fail the continued job               | term     |
 //! | delivery limit used up (none finished)    | dead letter, `failed`, fail the continued job — not run     | term     |
 //! | record unreadable past the limit          | nothing                                                     | nak with backoff |
 //!
-//! Deliveries handed back by a draining worker do not count toward the limit. A continuation
+//! A success is recorded before it is reported (its work must not be repeated, and a summarised
+//! event names the record); a failure or cancellation is recorded only when its unit could not be
+//! settled, so the next delivery settles the same outcome under the same msg id. Deliveries
+//! handed back by a draining worker do not count toward the limit. A continuation
 //! that cannot be published is retried with the job's deliveries; on the last one the continued
 //! job is failed naming why, and this job's success stands. A continued job whose first job is
 //! cancelled fails (it was not itself cancelled, and its waiter must learn it will not run).
@@ -315,7 +318,6 @@ impl<H: Handler> Unit<'_, H> {
                     msg_id: settle.msg_id(attempt, JobState::Cancelled),
                     event: self.event(JobState::Cancelled, attempt),
                 };
-                self.record_best_effort(&recorded).await;
                 info!("cancelled");
                 self.cancelled(&recorded).await
             }
@@ -353,7 +355,6 @@ impl<H: Handler> Unit<'_, H> {
                     msg_id: settle.msg_id(attempt, JobState::Failed),
                     event,
                 };
-                self.record_best_effort(&recorded).await;
                 self.fail(&recorded).await
             }
             Verdict::Exhausted => {
@@ -404,6 +405,12 @@ impl<H: Handler> Unit<'_, H> {
 
     /// Reports `cancelled`, fails the continued job, acks.
     async fn cancelled(&self, recorded: &Recorded) -> anyhow::Result<()> {
+        let settled = self.cancelled_unit(recorded).await;
+        self.record_if_unsettled(recorded, &settled).await;
+        settled
+    }
+
+    async fn cancelled_unit(&self, recorded: &Recorded) -> anyhow::Result<()> {
         self.report(&recorded.event, &recorded.msg_id).await?;
         self.fail_continued("cancelled", "was cancelled").await?;
         self.shared
@@ -416,6 +423,12 @@ impl<H: Handler> Unit<'_, H> {
 
     /// Writes the dead letter, reports `failed`, fails the continued job, terminates.
     async fn fail(&self, recorded: &Recorded) -> anyhow::Result<()> {
+        let settled = self.fail_unit(recorded).await;
+        self.record_if_unsettled(recorded, &settled).await;
+        settled
+    }
+
+    async fn fail_unit(&self, recorded: &Recorded) -> anyhow::Result<()> {
         let settle = self.settle;
         let error = recorded.event.error.clone().unwrap_or(ErrorInfo {
             kind: "permanent".into(),
@@ -510,11 +523,15 @@ impl<H: Handler> Unit<'_, H> {
             .map_err(|err| anyhow::anyhow!("could not record the outcome: {err}"))
     }
 
-    /// A failure is recorded too, so a redelivery reports it under the same id; if the record
-    /// cannot be written the unit goes on (a failure is cheap to find again).
-    async fn record_best_effort(&self, recorded: &Recorded) {
-        if let Err(err) = self.record(recorded).await {
-            warn!(error = %err, "could not record the outcome; reporting it anyway");
+    /// A failure or cancellation is recorded only when its unit could not be settled, so the
+    /// next delivery settles the same outcome under the same msg id (bad input costs nothing but
+    /// its one delivery otherwise). If that record cannot be written either, the next delivery
+    /// finds the failure again, or the delivery limit ends the job.
+    async fn record_if_unsettled(&self, recorded: &Recorded, settled: &anyhow::Result<()>) {
+        if settled.is_err() {
+            if let Err(err) = self.record(recorded).await {
+                warn!(error = %err, "could not record the outcome either");
+            }
         }
     }
 
