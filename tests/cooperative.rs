@@ -349,6 +349,12 @@ async fn a_render_stopped_while_it_uploads_a_turntable_leaves_no_outputs() {
                 run(envelope).await
             };
             let written = stack.list(&prefix).await;
+            eprintln!(
+                "stop at {fraction} of the uploads ({at_ms} ms of {total_ms} ms, {}): {}, {} objects left",
+                if by_cancel { "cancel" } else { "deadline" },
+                event.state.as_str(),
+                written.len()
+            );
             match event.state {
                 JobState::Succeeded => assert_eq!(written.len(), 722, "{event:?}"),
                 JobState::Failed | JobState::Cancelled => {
@@ -370,6 +376,15 @@ async fn a_render_stopped_while_it_uploads_a_turntable_leaves_no_outputs() {
         }
     }
     assert!(stopped >= 2, "the stops fell inside the jobs");
+    // At least one stop fell amid the uploads and found objects to remove (the worker says how
+    // many): the case in which an aborted job would leave them behind.
+    assert!(
+        worker
+            .log_text()
+            .contains("removed the outputs written before the job stopped or failed"),
+        "no stop fell amid the uploads\n{}",
+        worker.log_text()
+    );
 }
 
 /// The worker's own terminal record of a job the CLI cancelled (it follows the CLI's); `None`

@@ -254,8 +254,15 @@ impl Uploads {
 
     /// Deletes everything written so far.
     async fn undo(&mut self) {
-        for key in std::mem::take(&mut self.written) {
-            let _ = self.ctx.store.delete(&key).await;
+        let written = std::mem::take(&mut self.written);
+        for key in &written {
+            let _ = self.ctx.store.delete(key).await;
+        }
+        if !written.is_empty() {
+            info!(
+                removed = written.len(),
+                "removed the outputs written before the job stopped or failed"
+            );
         }
     }
 
