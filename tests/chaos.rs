@@ -5,6 +5,10 @@
 //! outcome, every succeeded job exactly its outputs, nothing is left in `JOBS` or in flight, and
 //! prints `jobs=N kills=N restarts=N redeliveries=N lost=N duplicated=N p50_ms=N p99_ms=N`.
 //! Exits non-zero when anything was lost or duplicated.
+//!
+//! With `--cluster` (`./just chaos-cluster`) it runs on a 3-node JetStream cluster with R3
+//! streams and KV, bind-only workers as their `auth.conf` users and node faults as well; see
+//! `chaos_cluster.rs`.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::time::{Duration, Instant};
@@ -25,6 +29,10 @@ use lightbox_tests::{
 };
 use object_store::path::Path;
 use object_store::ObjectStore;
+
+/// `--cluster`: the same mix on a 3-node cluster with the least-privilege users (`./just
+/// chaos-cluster`).
+mod chaos_cluster;
 
 const JOBS: usize = 300;
 
@@ -89,61 +97,44 @@ async fn put_retrying(store: &Store, key: &ObjectKey, bytes: Vec<u8>) {
     }
 }
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
-    function_binary_dir_check();
-    let started = Instant::now();
-    let mut nats = NatsServer::start();
-    let mut s3 = SeaweedS3::start();
-    let store = Store::connect(s3.store_config())?;
-    let client = Client::connect(&nats.nats_config()).await?;
+/// Every job of a run: id → (submitted at, expected objects), filled in by the submitter.
+type Submitted = BTreeMap<String, (u64, Vec<String>)>;
 
-    // Inputs: a distinct image per conversion, one model to render and one STEP part to
-    // tessellate (each tessellation asks for its own deflection, so each has its own cache entry).
+/// The inputs of `count` jobs of the mix in the store: one model to render, one STEP part to
+/// tessellate (each tessellation asks for its own deflection, so each has its own cache entry)
+/// and a distinct image per conversion.
+async fn upload_inputs(
+    store: &Store,
+    count: usize,
+) -> anyhow::Result<(ObjectKey, ObjectKey, Vec<u8>, Vec<Kind>)> {
     let model = ObjectKey::new("models/chaos-bearing.glb")?;
-    put_retrying(&store, &model, lightbox_testmodels::bearing_glb(0.05)).await;
+    put_retrying(store, &model, lightbox_testmodels::bearing_glb(0.05)).await;
     let step = ObjectKey::new("models/chaos-bracket.step")?;
     let step_bytes = lightbox_tessellate::samples::step_bytes(Sample::Bracket)?;
-    put_retrying(&store, &step, step_bytes.clone()).await;
+    put_retrying(store, &step, step_bytes.clone()).await;
     let mut inputs = Vec::new();
-    for i in 0..JOBS {
+    for i in 0..count {
         inputs.push(match i % MIX {
             0 => Kind::Render,
             1 => Kind::Tessellate,
             _ => {
                 let key = ObjectKey::new(format!("inputs/chaos/{i}.png"))?;
-                put_retrying(&store, &key, noisy_png(96, 64, i as u32)).await;
+                put_retrying(store, &key, noisy_png(96, 64, i as u32)).await;
                 Kind::Convert(key)
             }
         });
     }
+    Ok((model, step, step_bytes, inputs))
+}
 
-    let mut env = function_env(&nats, &s3.env());
-    env.retain(|(k, _)| !k.starts_with("LIGHTBOX_BACKOFF") && k != "LIGHTBOX_ACK_WAIT_SECS");
-    env.extend([
-        ("LIGHTBOX_ACK_WAIT_SECS".to_string(), "4".to_string()),
-        ("LIGHTBOX_MAX_DELIVER".to_string(), "20".to_string()),
-        ("LIGHTBOX_BACKOFF_BASE_MS".to_string(), "500".to_string()),
-        ("LIGHTBOX_BACKOFF_MAX_MS".to_string(), "4000".to_string()),
-        ("LIGHTBOX_LOG".to_string(), "warn".to_string()),
-    ]);
-    let logs = TempDir::new("chaos-logs");
-    let mut pool = Pool {
-        processes: Vec::new(),
-        logs,
-        generation: 0,
-    };
-    for _ in 0..2 {
-        pool.spawn("lightbox-convert", env.clone());
-    }
-    let mut render_env = env.clone();
-    render_env.push(("LIGHTBOX_QUEUE".into(), "render.light".into()));
-    pool.spawn("lightbox-render", render_env);
-    pool.spawn("lightbox-tessellate", env.clone());
-
-    // Build every job now; a submitter task publishes them at a steady rate across the fault
-    // window (retrying while nats-server is down), so faults hit queued and running work.
-    let mut submitted: BTreeMap<String, (u64, Vec<String>)> = BTreeMap::new();
+/// The envelope of every job, with its queue and the objects it must leave when it succeeds.
+fn build_jobs(
+    inputs: &[Kind],
+    model: &ObjectKey,
+    step: &ObjectKey,
+    step_bytes: &[u8],
+) -> anyhow::Result<(Submitted, Vec<Pending>)> {
+    let mut submitted: Submitted = BTreeMap::new();
     let mut to_send: Vec<Pending> = Vec::new();
     for (i, input) in inputs.iter().enumerate() {
         let (payload, subject, id, expected) = match input {
@@ -174,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
                     angular_deflection: None,
                 };
                 let cache = lightbox_tessellate::cache_key(
-                    &step_bytes,
+                    step_bytes,
                     &TessellationParams {
                         linear_deflection: request.linear_deflection,
                         angular_deflection: request.angular_deflection,
@@ -217,6 +208,99 @@ async fn main() -> anyhow::Result<()> {
         submitted.insert(id.clone(), (0, expected));
         to_send.push((payload, subject, id));
     }
+    Ok((submitted, to_send))
+}
+
+/// Every event in `EVENTS`, by job id, in stream order.
+async fn read_events(
+    js: &async_nats::jetstream::Context,
+) -> anyhow::Result<BTreeMap<String, Vec<JobEvent>>> {
+    let events_stream = js.get_stream("EVENTS").await?;
+    let consumer = events_stream
+        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
+            filter_subject: "events.job.>".into(),
+            ..Default::default()
+        })
+        .await?;
+    let total_events = events_stream.clone().info().await?.state.messages;
+    let mut messages = consumer.messages().await?.take(total_events as usize);
+    let mut per_job: BTreeMap<String, Vec<JobEvent>> = BTreeMap::new();
+    while let Some(message) = messages.next().await {
+        let event: JobEvent = serde_json::from_slice(&message?.payload)?;
+        per_job.entry(event.job_id.clone()).or_default().push(event);
+    }
+    Ok(per_job)
+}
+
+/// The objects the jobs wrote (under `outputs/chaos` and `cache/tessellate`) and how many of them
+/// are not whole: every output must decode (images) or import (GLB).
+async fn stored_objects(store: &Store) -> anyhow::Result<(BTreeSet<String>, usize)> {
+    let mut objects = BTreeSet::new();
+    for prefix in ["outputs/chaos", "cache/tessellate"] {
+        let listed: Vec<_> = store.inner.list(Some(&Path::from(prefix))).collect().await;
+        objects.extend(
+            listed
+                .into_iter()
+                .filter_map(|m| m.ok())
+                .map(|m| m.location.to_string()),
+        );
+    }
+    let mut partial = 0;
+    for key in &objects {
+        let bytes = store.get(&ObjectKey::new(key.clone())?, None).await?;
+        let whole = if key.ends_with(".glb") {
+            render_runtime::import_gltf(&bytes).is_ok()
+        } else {
+            image::load_from_memory(&bytes).is_ok()
+        };
+        if !whole {
+            eprintln!("chaos: {key} is not a whole output ({} bytes)", bytes.len());
+            partial += 1;
+        }
+    }
+    Ok((objects, partial))
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    function_binary_dir_check();
+    if std::env::args().any(|arg| arg == "--cluster") {
+        return chaos_cluster::run().await;
+    }
+    let started = Instant::now();
+    let mut nats = NatsServer::start();
+    let mut s3 = SeaweedS3::start();
+    let store = Store::connect(s3.store_config())?;
+    let client = Client::connect(&nats.nats_config()).await?;
+
+    let (model, step, step_bytes, inputs) = upload_inputs(&store, JOBS).await?;
+
+    let mut env = function_env(&nats, &s3.env());
+    env.retain(|(k, _)| !k.starts_with("LIGHTBOX_BACKOFF") && k != "LIGHTBOX_ACK_WAIT_SECS");
+    env.extend([
+        ("LIGHTBOX_ACK_WAIT_SECS".to_string(), "4".to_string()),
+        ("LIGHTBOX_MAX_DELIVER".to_string(), "20".to_string()),
+        ("LIGHTBOX_BACKOFF_BASE_MS".to_string(), "500".to_string()),
+        ("LIGHTBOX_BACKOFF_MAX_MS".to_string(), "4000".to_string()),
+        ("LIGHTBOX_LOG".to_string(), "warn".to_string()),
+    ]);
+    let logs = TempDir::new("chaos-logs");
+    let mut pool = Pool {
+        processes: Vec::new(),
+        logs,
+        generation: 0,
+    };
+    for _ in 0..2 {
+        pool.spawn("lightbox-convert", env.clone());
+    }
+    let mut render_env = env.clone();
+    render_env.push(("LIGHTBOX_QUEUE".into(), "render.light".into()));
+    pool.spawn("lightbox-render", render_env);
+    pool.spawn("lightbox-tessellate", env.clone());
+
+    // Build every job now; a submitter task publishes them at a steady rate across the fault
+    // window (retrying while nats-server is down), so faults hit queued and running work.
+    let (mut submitted, to_send) = build_jobs(&inputs, &model, &step, &step_bytes)?;
     let submitter = {
         let client = client.clone();
         tokio::spawn(async move {
@@ -306,20 +390,7 @@ async fn main() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(2)).await;
 
     // Verdict.
-    let events_stream = client.js.get_stream("EVENTS").await?;
-    let consumer = events_stream
-        .create_consumer(async_nats::jetstream::consumer::pull::OrderedConfig {
-            filter_subject: "events.job.>".into(),
-            ..Default::default()
-        })
-        .await?;
-    let total_events = events_stream.clone().info().await?.state.messages;
-    let mut messages = consumer.messages().await?.take(total_events as usize);
-    let mut per_job: BTreeMap<String, Vec<JobEvent>> = BTreeMap::new();
-    while let Some(message) = messages.next().await {
-        let event: JobEvent = serde_json::from_slice(&message?.payload)?;
-        per_job.entry(event.job_id.clone()).or_default().push(event);
-    }
+    let per_job = read_events(&client.js).await?;
     let mut lost = 0;
     let mut duplicated = 0;
     let mut redeliveries = 0;
@@ -357,30 +428,7 @@ async fn main() -> anyhow::Result<()> {
             latencies.push(end.saturating_sub(*submitted_at));
         }
     }
-    let mut objects = BTreeSet::new();
-    for prefix in ["outputs/chaos", "cache/tessellate"] {
-        let listed: Vec<_> = store.inner.list(Some(&Path::from(prefix))).collect().await;
-        objects.extend(
-            listed
-                .into_iter()
-                .filter_map(|m| m.ok())
-                .map(|m| m.location.to_string()),
-        );
-    }
-    // No partial objects: every output decodes (images) or imports (GLB).
-    let mut partial = 0;
-    for key in &objects {
-        let bytes = store.get(&ObjectKey::new(key.clone())?, None).await?;
-        let whole = if key.ends_with(".glb") {
-            render_runtime::import_gltf(&bytes).is_ok()
-        } else {
-            image::load_from_memory(&bytes).is_ok()
-        };
-        if !whole {
-            eprintln!("chaos: {key} is not a whole output ({} bytes)", bytes.len());
-            partial += 1;
-        }
-    }
+    let (objects, partial) = stored_objects(&store).await?;
     duplicated += objects.difference(&expected_objects).count();
     lost += expected_objects.difference(&objects).count();
     let mut jobs_stream = client.infra.jobs.clone();

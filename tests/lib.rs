@@ -229,22 +229,30 @@ pub struct SeaweedS3 {
 
 impl SeaweedS3 {
     pub fn start() -> Self {
-        let dir = TempDir::new("weed");
-        // gRPC ports are the HTTP port + 10000, so both must be free.
-        let ports = [
-            free_port(Some(10000)),
-            free_port(Some(10000)),
-            free_port(Some(10000)),
-            free_port(Some(10000)),
-        ];
-        let mut server = Self {
-            s3_port: ports[3],
-            child: None,
-            dir,
-            ports,
-        };
-        server.spawn().expect("SeaweedFS starts");
-        server
+        // A port found free can be taken by another process before weed binds it (free_port
+        // only probes); weed then exits. Start again on other ports, a few times.
+        let mut last_error = None;
+        for _ in 0..3 {
+            let dir = TempDir::new("weed");
+            // gRPC ports are the HTTP port + 10000, so both must be free.
+            let ports = [
+                free_port(Some(10000)),
+                free_port(Some(10000)),
+                free_port(Some(10000)),
+                free_port(Some(10000)),
+            ];
+            let mut server = Self {
+                s3_port: ports[3],
+                child: None,
+                dir,
+                ports,
+            };
+            match server.spawn() {
+                Ok(()) => return server,
+                Err(err) => last_error = Some(err),
+            }
+        }
+        panic!("SeaweedFS starts: {:#}", last_error.unwrap())
     }
 
     fn spawn(&mut self) -> anyhow::Result<()> {
@@ -275,7 +283,20 @@ impl SeaweedS3 {
             .spawn()
             .context("spawning weed mini")?;
         self.child = Some(child);
-        wait_for_port(s3, Duration::from_secs(60))
+        let listening = wait_for_port(s3, Duration::from_secs(60));
+        // A service of weed that could not bind its port ends the process soon after start.
+        std::thread::sleep(Duration::from_millis(300));
+        if let Some(status) = self
+            .child
+            .as_mut()
+            .and_then(|c| c.try_wait().ok().flatten())
+        {
+            self.child = None;
+            let log = std::fs::read_to_string(self.dir.path().join("weed.log")).unwrap_or_default();
+            let tail: String = log.lines().rev().take(3).collect::<Vec<_>>().join(" | ");
+            bail!("weed mini exited during start-up ({status}): {tail}");
+        }
+        listening
     }
 
     pub fn endpoint(&self) -> String {
