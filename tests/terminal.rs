@@ -1,7 +1,8 @@
 //! Terminal state is the contract (issue 14 items 3, 4, 7, 11): a job leaves `JOBS` only with its
 //! terminal event and KV state stored, once; a job whose every delivery died is dead-lettered by
 //! the next delivery, without any advisory listener; payloads stay within the bounds; the job
-//! waiting on another is settled however that one ends; drain hand-backs use up no deliveries.
+//! waiting on another is settled however that one ends (a continuation that cannot be published
+//! included); drain hand-backs use up no deliveries.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -169,6 +170,72 @@ async fn a_job_whose_worker_is_killed_on_every_delivery_is_dead_lettered_by_a_wo
             .unwrap(),
         "the dead-lettered job was not run again"
     );
+}
+
+#[tokio::test]
+async fn a_continuation_that_cannot_be_published_fails_the_waiting_job_on_the_last_delivery() {
+    // Under auth.conf the convert user may not publish render jobs, so a convert job continued by
+    // a render cannot publish its continuation: each delivery's publish is refused.
+    let server = secured_server().await;
+    let admin = Client::connect(&lightbox_runtime::config::NatsConfig {
+        bind_only: false,
+        ..user_config(&server, "admin")
+    })
+    .await
+    .unwrap();
+    let limits = Overrides {
+        ack_wait: Some(Duration::from_secs(30)),
+        max_deliver: Some(2),
+        ..Overrides::default()
+    };
+    infra::ensure_consumer(&admin.infra.jobs, "convert", &limits)
+        .await
+        .unwrap();
+    let store_dir = TempDir::new("terminal-then-store");
+    let logs = TempDir::new("terminal-then-logs");
+    let store = Store::connect(local_store(&store_dir)).unwrap();
+    let input = ObjectKey::new("inputs/small.png").unwrap();
+    store
+        .put(&input, Bytes::from(noisy_png(16, 16, 3)))
+        .await
+        .unwrap();
+    let env = function_env_as(&server, "convert", &store_dir);
+    let worker = FunctionProcess::spawn(&function_binary("lightbox-convert"), &env, &logs, "then");
+    wait_consuming(&worker, Duration::from_secs(30)).await;
+    let backend = Client::connect(&user_config(&server, "backend"))
+        .await
+        .unwrap();
+
+    let continued = Envelope::new(
+        Function::Render,
+        serde_json::json!({"model": "models/a.glb", "outputs": [{"width": 32}]}),
+    );
+    let mut envelope = big_convert(&input);
+    envelope.request.output = Some(ObjectKey::new("outputs/terminal/small.webp").unwrap());
+    envelope.then = Some(lightbox_runtime::job::Continuation {
+        subject: "render.light".into(),
+        job: serde_json::to_value(&continued).unwrap(),
+    });
+    let id = envelope.id.to_string();
+    backend.submit("convert", &envelope).await.unwrap();
+
+    let event = state_becomes(&backend, &continued.id.to_string(), JobState::Failed).await;
+    let message = event.error.unwrap().message;
+    assert!(
+        message.contains(&format!("convert job {id}, which this job waited for, succeeded, but the job continuing it could not be published after 2 deliveries")),
+        "{message}\n{}",
+        worker.log_text()
+    );
+    let done = state_becomes(&backend, &id, JobState::Succeeded).await;
+    assert_eq!(
+        done.attempt, 1,
+        "the work ran once; the second delivery reported it"
+    );
+    assert_eq!(events_of(&backend, &id, JobState::Succeeded).await, 1);
+    eventually("the job leaving JOBS", || async {
+        (jobs_left(&backend).await == 0).then_some(())
+    })
+    .await;
 }
 
 /// A request for the in-process handlers below.
