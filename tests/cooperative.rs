@@ -725,3 +725,40 @@ async fn cancel_refuses_unknown_jobs_and_leaves_finished_ones_as_they_are() {
     let status = stack.client.status(&id).await.unwrap().unwrap();
     assert_eq!(status.state, JobState::Succeeded, "{status:?}");
 }
+
+#[tokio::test]
+async fn cancel_never_overwrites_a_success_stored_while_it_runs() {
+    let setup = in_process().await;
+    // A worker storing `succeeded` (a plain KV put, as the runtime's reporter does) races each
+    // cancel. Whichever comes first, the job must not end `cancelled` once its success was
+    // stored: either the cancel sees it (already finished) or its compare-and-set fails and it
+    // reads again; a success stored after a cancel overwrites it.
+    let mut outcomes = (0, 0);
+    for _ in 0..60 {
+        let envelope = Envelope::new(Function::Convert, json!({}));
+        setup.client.submit("convert", &envelope).await.unwrap();
+        let id = envelope.id.to_string();
+        let mut done = JobEvent::new(&id, "convert", JobState::Succeeded, 1, "racing-worker");
+        done.outputs = vec!["outputs/raced.webp".into()];
+        let succeed = {
+            let kv = setup.client.infra.kv.clone();
+            let key = lightbox_runtime::events::subject_token(&id);
+            let bytes = serde_json::to_vec(&done).unwrap();
+            async move { kv.put(key, bytes.into()).await.unwrap() }
+        };
+        let (cancelled, _) = tokio::join!(setup.client.cancel_job(&id), succeed);
+        match cancelled.unwrap() {
+            lightbox_runtime::client::CancelOutcome::Cancelled(_) => outcomes.0 += 1,
+            lightbox_runtime::client::CancelOutcome::AlreadyFinished(event) => {
+                assert_eq!(event.state, JobState::Succeeded);
+                outcomes.1 += 1;
+            }
+        }
+        let status = setup.client.status(&id).await.unwrap().unwrap();
+        assert_eq!(
+            status.state,
+            JobState::Succeeded,
+            "a stored success was overwritten: {status:?} (cancelled/already finished so far: {outcomes:?})"
+        );
+    }
+}
