@@ -114,6 +114,23 @@ async fn leader_of(admin: &async_nats::Client, stream: &str) -> Option<usize> {
     NatsCluster::wait_stream_leader(admin, stream, Duration::from_secs(30)).await
 }
 
+/// Waits (bounded) until some job is delivered and not yet acknowledged, so a fault hits running
+/// work; returns how many are.
+async fn wait_in_flight(client: &Client, timeout: Duration) -> usize {
+    let started = Instant::now();
+    loop {
+        let in_flight = client
+            .queues()
+            .await
+            .map(|queues| queues.iter().map(|q| q.in_flight).sum::<usize>())
+            .unwrap_or(0);
+        if in_flight > 0 || started.elapsed() > timeout {
+            return in_flight;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
 /// How many of `ids` have a terminal state in KV.
 async fn terminal_count(client: &Client, ids: &[String]) -> usize {
     let mut done = 0;
@@ -229,6 +246,7 @@ pub async fn run() -> anyhow::Result<()> {
     // Faults, one at a time.
     tokio::time::sleep(Duration::from_secs(8)).await;
     for stream in LED {
+        let in_flight = wait_in_flight(&client, Duration::from_secs(10)).await;
         let Some(leader) = leader_of(&admin, stream).await else {
             progress(
                 started,
@@ -238,7 +256,10 @@ pub async fn run() -> anyhow::Result<()> {
         };
         cluster.kill(leader);
         kills += 1;
-        progress(started, format!("SIGKILL n{leader}, leader of {stream}"));
+        progress(
+            started,
+            format!("SIGKILL n{leader}, leader of {stream}, with {in_flight} jobs in flight"),
+        );
         tokio::time::sleep(Duration::from_secs(4)).await;
         kill_worker(&mut pool, &mut kills, next());
         tokio::time::sleep(Duration::from_secs(6)).await;
@@ -274,19 +295,7 @@ pub async fn run() -> anyhow::Result<()> {
     tokio::time::sleep(Duration::from_secs(8)).await;
 
     // Scale to zero while jobs are in flight, for longer than the lease.
-    let waited = Instant::now();
-    let mut in_flight = 0;
-    while waited.elapsed() < Duration::from_secs(20) {
-        in_flight = client
-            .queues()
-            .await
-            .map(|queues| queues.iter().map(|q| q.in_flight).sum::<usize>())
-            .unwrap_or(0);
-        if in_flight > 0 {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    let in_flight = wait_in_flight(&client, Duration::from_secs(20)).await;
     let stopped = pool.processes.len();
     for (_, _, process) in pool.processes.drain(..) {
         process.signal("KILL");

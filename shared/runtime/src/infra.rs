@@ -471,6 +471,87 @@ mod tests {
         );
     }
 
+    fn api_error(code: usize, err_code: u64) -> async_nats::jetstream::Error {
+        serde_json::from_value(serde_json::json!({
+            "code": code, "err_code": err_code, "description": "from the server"
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn start_up_retries_elections_but_not_definitive_answers() {
+        use async_nats::jetstream::context::{
+            CreateStreamError, CreateStreamErrorKind, GetStreamError, GetStreamErrorKind,
+            KeyValueError, KeyValueErrorKind,
+        };
+        // What a fresh cluster answers while it elects leaders: retried.
+        let timed_out = anyhow::Error::new(CreateStreamError::new(CreateStreamErrorKind::TimedOut))
+            .context("creating or updating stream JOBS");
+        assert!(!is_definitive(&timed_out));
+        let unavailable = anyhow::Error::new(CreateStreamError::new(
+            CreateStreamErrorKind::JetStream(api_error(503, 10008)),
+        ));
+        assert!(!is_definitive(&unavailable));
+        // Another instance created it with a different configuration in between: retried (the
+        // next try finds it and updates it).
+        let exists = anyhow::Error::new(CreateStreamError::new(CreateStreamErrorKind::JetStream(
+            api_error(400, 10058),
+        )));
+        assert!(!is_definitive(&exists));
+        // Bind-only and nothing was applied: at once, however deep in the chain.
+        let missing = anyhow::Error::new(KeyValueError::with_source(
+            KeyValueErrorKind::GetBucket,
+            GetStreamError::new(GetStreamErrorKind::JetStream(api_error(404, 10059))),
+        ))
+        .context(format!("opening KV bucket jobs: {APPLY_HINT}"));
+        assert!(is_definitive(&missing));
+        // R3 asked of a single server: a configuration error, at once.
+        let replicas = anyhow::Error::new(CreateStreamError::new(
+            CreateStreamErrorKind::JetStream(api_error(500, 10074)),
+        ));
+        assert!(is_definitive(&replicas));
+    }
+
+    #[tokio::test]
+    async fn retry_startup_gives_up_after_its_budget_naming_the_step() {
+        use async_nats::jetstream::context::{CreateStreamError, CreateStreamErrorKind};
+        let mut attempts = 0;
+        let err = retry_startup("binding streams and KV", Duration::from_millis(700), || {
+            attempts += 1;
+            async {
+                Err::<(), _>(anyhow::Error::new(CreateStreamError::new(
+                    CreateStreamErrorKind::TimedOut,
+                )))
+            }
+        })
+        .await
+        .unwrap_err();
+        assert!(attempts >= 2, "retried: {attempts}");
+        let message = format!("{err:#}");
+        assert!(
+            message.contains("binding streams and KV: gave up after")
+                && message.contains("timed out"),
+            "{message}"
+        );
+        let mut attempts = 0;
+        let value = retry_startup("binding", Duration::from_secs(5), || {
+            attempts += 1;
+            let ready = attempts >= 3;
+            async move {
+                if ready {
+                    Ok(7)
+                } else {
+                    Err(anyhow::Error::new(CreateStreamError::new(
+                        CreateStreamErrorKind::TimedOut,
+                    )))
+                }
+            }
+        })
+        .await
+        .unwrap();
+        assert_eq!((value, attempts), (7, 3));
+    }
+
     #[test]
     fn overrides_apply() {
         let overrides = Overrides {
