@@ -186,10 +186,20 @@ class Worker:
             catcher.hide_render = True
         else:
             catcher.hide_render = False
-            s = ground["size"]
+            # Sized to where the model's shadows fall, cut at a reach from the model, plus a
+            # margin (the Rust side computes them): Cycles shades every camera ray that hits a
+            # catcher in full, so a catcher under the whole frame costs about 3x the render.
             cx, cy = ground["center"]
+            reach, margin = ground["reach"], ground["margin"]
+            lo = [max(ground["shadow_lo"][0], cx - reach) - margin, max(ground["shadow_lo"][1], cy - reach) - margin]
+            hi = [min(ground["shadow_hi"][0], cx + reach) + margin, min(ground["shadow_hi"][1], cy + reach) + margin]
             catcher.matrix_world = Matrix(
-                ((s, 0, 0, cx), (0, s, 0, cy), (0, 0, 1, ground["z"]), (0, 0, 0, 1))
+                (
+                    (hi[0] - lo[0], 0, 0, (lo[0] + hi[0]) * 0.5),
+                    (0, hi[1] - lo[1], 0, (lo[1] + hi[1]) * 0.5),
+                    (0, 0, 1, ground["z"]),
+                    (0, 0, 0, 1),
+                )
             )
             catcher.is_shadow_catcher = True
             # Like the native engine's ground: seen by the camera only, never in reflections

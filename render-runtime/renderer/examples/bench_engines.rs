@@ -12,7 +12,7 @@
 //! cargo run --release -p render-runtime --example bench_engines -- \
 //!     [--detail 1.0] [--size 256] [--samples 32] [--frames 6] [--ref-samples 512] [--native-spp 8,16,32,64,128] \
 //!     [--turntable-size N] [--turntable-samples N] \
-//!     [--only still|turntable|warm] [--out DIR] [--device CPU|CUDA|OPTIX] [--engines native,cycles]
+//!     [--only still|turntable|warm|ablate] [--variants a,b (for ablate; see bench/cycles_variants.py)] [--out DIR] [--device CPU|CUDA|OPTIX] [--engines native,cycles]
 //! ```
 //!
 //! Blender's Python comes from `LIGHTBOX_BLENDER_PYTHON`, else `.tools/bpy/bin/python`, else
@@ -42,6 +42,7 @@ struct Options {
     turntable_samples: Option<u32>,
     ref_samples: u32,
     native_spp: Vec<u32>,
+    variants: Option<Vec<String>>,
     only: Option<String>,
     out: Option<PathBuf>,
     device: Option<String>,
@@ -58,6 +59,7 @@ fn parse_options() -> Result<Options> {
         turntable_samples: None,
         ref_samples: 512,
         native_spp: vec![8, 16, 32, 64, 128],
+        variants: None,
         only: None,
         out: None,
         device: None,
@@ -85,6 +87,7 @@ fn parse_options() -> Result<Options> {
                     .collect::<Result<_, _>>()
                     .context("--native-spp")?
             }
+            "--variants" => opts.variants = Some(value()?.split(',').map(str::to_string).collect()),
             "--only" => opts.only = Some(value()?),
             "--out" => opts.out = Some(PathBuf::from(value()?)),
             "--device" => opts.device = Some(value()?),
@@ -213,6 +216,37 @@ fn main() -> Result<()> {
             },
         ),
     ];
+    if opts.only.as_deref() == Some("ablate") {
+        let default_variants = [
+            "no_catcher",
+            "old_catcher",
+            "reach_2",
+            "reach_6",
+            "opaque_film",
+            "uniform_bounces",
+            "default_bounces",
+            "diffuse_1",
+            "glossy_2",
+            "uniform_world",
+            "world_importance",
+            "plain_filter",
+        ];
+        let variants: Vec<&str> = match &opts.variants {
+            Some(v) => v.iter().map(String::as_str).collect(),
+            None => default_variants.to_vec(),
+        };
+        fair::cycles_ablation(
+            &glb,
+            opts.size,
+            opts.samples,
+            &variants,
+            &opts
+                .out
+                .clone()
+                .unwrap_or_else(|| std::env::temp_dir().join("lightbox-bench-engines")),
+        )?;
+        return Ok(());
+    }
     // The still: the fair table when Cycles is there (it renders the reference), else native.
     if wants("still") && engines.cycles.is_some() {
         // The table runs its own workers; this one waits for the turntable.

@@ -4,6 +4,9 @@
 //! mean FLIP (`bench/flip.py`, NVIDIA's `flip-evaluator`) against one high-sample render of the
 //! studio by the Cycles engine, computed once per run.
 
+// Shared by two examples, each of which uses a part.
+#![allow(dead_code)]
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -86,6 +89,9 @@ pub struct Shot {
     pub render: Duration,
     /// The whole call, import and encode included.
     pub wall: Duration,
+    /// CPU seconds of the process that rendered (Blender's worker, or this one for native)
+    /// during the call: on a shared machine the wall clock also measures the neighbours.
+    pub cpu: f64,
     pub denoiser: &'static str,
     pub png: PathBuf,
     pub flip: f64,
@@ -93,16 +99,19 @@ pub struct Shot {
 
 pub fn render_to(
     engine: &mut dyn Engine,
+    pid: u32,
     glb: &[u8],
     spec: &RenderSpec,
     label: &str,
     dir: &Path,
 ) -> Result<(Shot, RenderOutput)> {
+    let cpu0 = process_cpu_s(pid);
     let t = Instant::now();
     let out = engine
         .render_spec(Model::Bytes(glb), spec, &NoHooks)
         .with_context(|| format!("{label} render"))?;
     let wall = t.elapsed();
+    let cpu = process_cpu_s(pid) - cpu0;
     let png = dir.join(format!("{label}.png"));
     std::fs::write(&png, &out.images[0].bytes)?;
     Ok((
@@ -111,12 +120,18 @@ pub fn render_to(
             spp: out.samples,
             render: out.timings.render + out.timings.denoise,
             wall,
+            cpu,
             denoiser: out.denoiser.as_str(),
             png,
             flip: f64::NAN,
         },
         out,
     ))
+}
+
+/// The process whose CPU time a render spends: Blender's worker, or this one for native.
+pub fn cycles_pid(engine: &CyclesEngine) -> u32 {
+    engine.worker_info().map_or(0, |i| i.pid)
 }
 
 pub struct FairOptions {
@@ -144,8 +159,11 @@ pub fn fair_table(name: &str, glb: &[u8], opts: &FairOptions) -> Result<Vec<Shot
     let mut native = NativeEngine::new();
     let s = opts.size;
 
+    let cycles_id = cycles_pid(&cycles);
+    let plain_id = cycles_pid(&plain);
     let (reference, _) = render_to(
         &mut cycles,
+        cycles_id,
         glb,
         &spec(opts.ref_samples),
         &format!("{name}-reference-cycles-{}spp", opts.ref_samples),
@@ -162,6 +180,7 @@ pub fn fair_table(name: &str, glb: &[u8], opts: &FairOptions) -> Result<Vec<Shot
     // render+denoise figure leaves out anyway.
     let (shot, _) = render_to(
         &mut plain,
+        plain_id,
         glb,
         &spec(opts.samples),
         &format!("{name}-plain-cycles-{}spp", opts.samples),
@@ -170,6 +189,7 @@ pub fn fair_table(name: &str, glb: &[u8], opts: &FairOptions) -> Result<Vec<Shot
     shots.push(shot);
     let (shot, _) = render_to(
         &mut cycles,
+        cycles_id,
         glb,
         &spec(opts.samples),
         &format!("{name}-cycles-engine-{}spp", opts.samples),
@@ -180,6 +200,7 @@ pub fn fair_table(name: &str, glb: &[u8], opts: &FairOptions) -> Result<Vec<Shot
     for &spp in &opts.native_spp {
         let (shot, _) = render_to(
             &mut native,
+            std::process::id(),
             glb,
             &spec(spp),
             &format!("{name}-native-{spp}spp"),
@@ -193,20 +214,26 @@ pub fn fair_table(name: &str, glb: &[u8], opts: &FairOptions) -> Result<Vec<Shot
     }
 
     println!(
-        "{:<34} {:>5} {:>9} {:>9} {:>8} {:>7}",
-        "", "spp", "render s", "wall s", "denoise", "FLIP"
+        "{:<34} {:>5} {:>9} {:>9} {:>8} {:>8} {:>7}",
+        "", "spp", "render s", "wall s", "CPU s", "denoise", "FLIP"
     );
     for shot in &shots {
         println!(
-            "{:<34} {:>5} {:>9.2} {:>9.2} {:>8} {:>7.4}",
+            "{:<34} {:>5} {:>9.2} {:>9.2} {:>8.2} {:>8} {:>7.4}",
             shot.label,
             shot.spp,
             shot.render.as_secs_f64(),
             shot.wall.as_secs_f64(),
+            shot.cpu,
             shot.denoiser,
             shot.flip
         );
     }
+    println!(
+        "{name}: render s = render+denoise wall seconds (the figures below); CPU s = the renderer process's CPU seconds \
+         for the whole call, for a loaded machine ({} cores here)",
+        std::thread::available_parallelism().map_or(0, |n| n.get())
+    );
     let plain_shot = &shots[0];
     let cycles_shot = &shots[1];
     let target = cycles_shot.flip;
@@ -262,4 +289,110 @@ pub fn met(ok: bool) -> &'static str {
     } else {
         "NOT MET"
     }
+}
+
+/// What each studio setting of the Cycles engine costs (issue #17 Must-have 2): the engine's
+/// worker with one setting changed at a time (`bench/cycles_variants.py`), and plain Cycles, at
+/// one size and spp; render+denoise time and mean FLIP against the engine's own image (same spp
+/// and seed, so the noise largely cancels and the FLIP shows what the setting changes).
+pub fn cycles_ablation(
+    glb: &[u8],
+    size: u32,
+    samples: u32,
+    variants: &[&str],
+    dir: &Path,
+) -> Result<()> {
+    std::fs::create_dir_all(dir)?;
+    let spec = RenderSpec {
+        width: size,
+        height: size,
+        samples: Some(samples),
+        denoise: DenoiseRequest::Auto,
+        ..RenderSpec::default()
+    };
+    let script = bench_dir().join("cycles_variants.py");
+    let mut shots = Vec::new();
+    let mut cpus = Vec::new();
+    for &variant in std::iter::once(&"engine")
+        .chain(variants)
+        .chain(std::iter::once(&"plain"))
+    {
+        let mut engine = if variant == "plain" {
+            start_plain_cycles(Some("CPU".into()))?
+        } else {
+            let launcher = dir.join(format!("variant-{variant}.py"));
+            std::fs::write(
+                &launcher,
+                format!(
+                    "import os, runpy\nos.environ['LIGHTBOX_CYCLES_VARIANT'] = {variant:?}\n\
+                     runpy.run_path({:?}, run_name='__main__')\n",
+                    script.display().to_string()
+                ),
+            )?;
+            start_cycles(Some(launcher), Some("CPU".into()))?
+        };
+        // A first small render pays import and the first sync; the measured one does not.
+        let warm = RenderSpec {
+            width: 32,
+            height: 32,
+            samples: Some(1),
+            ..spec.clone()
+        };
+        engine.render_spec(Model::Bytes(glb), &warm, &NoHooks)?;
+        // Blender's CPU seconds as well as the wall clock: on a shared machine the wall clock
+        // measures the neighbours too.
+        let pid = cycles_pid(&engine);
+        let (shot, _) = render_to(
+            &mut engine,
+            pid,
+            glb,
+            &spec,
+            &format!("ablate-{variant}"),
+            dir,
+        )?;
+        cpus.push(shot.cpu);
+        shots.push(shot);
+    }
+    let pngs: Vec<PathBuf> = shots.iter().map(|s| s.png.clone()).collect();
+    let flips = flip(&shots[0].png, &pngs)?;
+    let base = cpus[0];
+    let plain = cpus.last().copied().unwrap_or(f64::NAN);
+    println!(
+        "Cycles engine settings, one at a time, {size}x{size} {samples} spp \
+         (Blender CPU seconds for the job and render+denoise wall seconds; FLIP vs the engine's image):"
+    );
+    println!(
+        "{:<18} {:>7} {:>9} {:>9} {:>9} {:>7}",
+        "variant", "CPU s", "vs engine", "vs plain", "wall s", "FLIP"
+    );
+    for ((shot, f), cpu) in shots.iter().zip(flips).zip(&cpus) {
+        println!(
+            "{:<18} {:>7.2} {:>8.2}x {:>8.2}x {:>9.2} {:>7.4}",
+            shot.label.trim_start_matches("ablate-"),
+            cpu,
+            cpu / base,
+            cpu / plain,
+            shot.render.as_secs_f64(),
+            f
+        );
+    }
+    Ok(())
+}
+
+/// User + system CPU seconds of a process and all its threads so far (Linux `/proc`).
+pub fn process_cpu_s(pid: u32) -> f64 {
+    let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+        return f64::NAN;
+    };
+    // Fields after the parenthesised command name; utime and stime are the 12th and 13th.
+    let rest = stat.rsplit_once(')').map_or("", |(_, r)| r);
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<f64>().ok())
+            .unwrap_or(f64::NAN)
+    };
+    // USER_HZ is 100 on Linux.
+    (ticks(11) + ticks(12)) / 100.0
 }
