@@ -2,16 +2,16 @@
 //! standard `OTEL_EXPORTER_OTLP_ENDPOINT` pointed at a receiver in this test (a small HTTP/1.1
 //! server on loopback accepting `POST /v1/traces`, decoded with `opentelemetry-proto`'s types)
 //! runs a job submitted with a known `traceparent`; the span it exports continues that trace
-//! (same trace id, the submitter's span as parent) and names the service and the job. The batch
-//! delay is set far beyond the test, so the span arrives only because the worker flushes it when
-//! it drains on SIGTERM.
+//! (same trace id, the submitter's span as parent) and names the service and the job, and the
+//! span of the job it continues with hangs under it. The batch delay is set far beyond the test,
+//! so the spans arrive only because the worker flushes them when it drains on SIGTERM.
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use bytes::Bytes;
 use lightbox_runtime::events::JobState;
-use lightbox_runtime::job::{Envelope, Function};
+use lightbox_runtime::job::{Continuation, Envelope, Function};
 use lightbox_runtime::telemetry::TraceParent;
 use lightbox_tests::{function_binary, FunctionProcess};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -203,10 +203,20 @@ async fn job_spans_go_to_the_otlp_endpoint_continuing_the_incoming_traceparent()
     // The submitter's span: this is the parent the job's span must name.
     let incoming =
         TraceParent::parse("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01").unwrap();
-    let envelope = Envelope::new(
+    // The job continues with a second convert job: its span must hang under the first one's.
+    let continued = Envelope::new(
+        Function::Convert,
+        serde_json::json!({"input": input.as_str(), "format": "png"}),
+    );
+    let continued_id = continued.id.to_string();
+    let mut envelope = Envelope::new(
         Function::Convert,
         serde_json::json!({"input": input.as_str(), "format": "webp"}),
     );
+    envelope.then = Some(Continuation {
+        subject: "convert".into(),
+        job: serde_json::to_value(&continued).unwrap(),
+    });
     let job_id = envelope.id.to_string();
     stack
         .client
@@ -225,6 +235,12 @@ async fn job_spans_go_to_the_otlp_endpoint_continuing_the_incoming_traceparent()
         .unwrap();
     assert_eq!(event.state, JobState::Succeeded, "{event:?}");
     assert_eq!(event.trace_id.as_deref(), Some(incoming.trace_id.as_str()));
+    let next = stack
+        .client
+        .wait(&continued_id, Duration::from_secs(60), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(next.state, JobState::Succeeded, "{next:?}");
 
     // SIGTERM: the worker drains, flushes its spans and exits 0. The receiver keeps a request
     // before it answers, and the flush waits for the answer, so all is here once it has exited.
@@ -246,23 +262,27 @@ async fn job_spans_go_to_the_otlp_endpoint_continuing_the_incoming_traceparent()
         assert_eq!(request.path, "/v1/traces");
         assert_eq!(request.content_type, "application/x-protobuf");
     }
-    let mut found = Vec::new();
-    for request in received.iter() {
-        for resource_spans in &request.request.resource_spans {
-            let resource = resource_spans
-                .resource
-                .as_ref()
-                .map(|r| r.attributes.clone())
-                .unwrap_or_default();
-            for scope_spans in &resource_spans.scope_spans {
-                for span in &scope_spans.spans {
-                    if attribute(&span.attributes, "job_id").as_deref() == Some(&job_id) {
-                        found.push((resource.clone(), span.clone()));
+    let spans_of = |id: &str| {
+        let mut found = Vec::new();
+        for request in received.iter() {
+            for resource_spans in &request.request.resource_spans {
+                let resource = resource_spans
+                    .resource
+                    .as_ref()
+                    .map(|r| r.attributes.clone())
+                    .unwrap_or_default();
+                for scope_spans in &resource_spans.scope_spans {
+                    for span in &scope_spans.spans {
+                        if attribute(&span.attributes, "job_id").as_deref() == Some(id) {
+                            found.push((resource.clone(), span.clone()));
+                        }
                     }
                 }
             }
         }
-    }
+        found
+    };
+    let found = spans_of(&job_id);
     assert_eq!(
         found.len(),
         1,
@@ -298,6 +318,16 @@ async fn job_spans_go_to_the_otlp_endpoint_continuing_the_incoming_traceparent()
         Some("otlp-test")
     );
     assert_eq!(attribute(resource, "team").as_deref(), Some("render"));
+    // The continuation's span: same trace, the first job's span as its parent.
+    let continued_spans = spans_of(&continued_id);
+    assert_eq!(continued_spans.len(), 1, "one span for job {continued_id}");
+    let (_, next_span) = &continued_spans[0];
+    assert_eq!(hex(&next_span.trace_id), incoming.trace_id);
+    assert_eq!(
+        hex(&next_span.parent_span_id),
+        hex(&span.span_id),
+        "the continuation's span hangs under the job that published it"
+    );
     // The job's log lines travel as the span's events.
     let events: Vec<&str> = span.events.iter().map(|e| e.name.as_str()).collect();
     assert!(

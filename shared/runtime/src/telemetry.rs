@@ -219,6 +219,25 @@ pub fn job_span(job_id: &str, function: &str, attempt: u64, trace: &TraceParent)
     span
 }
 
+/// The `traceparent` for work a job starts (a job it runs first, its continuation): the job's
+/// trace, with the current span (the job's, or one of its handler's) as parent while that span
+/// is exported, so the next job's span hangs under this one; otherwise a fresh span id
+/// ([`TraceParent::child`]).
+pub fn outgoing(trace: &TraceParent) -> TraceParent {
+    let context = tracing::Span::current().context();
+    let span = context.span();
+    let current = span.span_context();
+    if current.is_valid() && current.trace_id().to_string() == trace.trace_id {
+        TraceParent {
+            trace_id: trace.trace_id.clone(),
+            parent_id: current.span_id().to_string(),
+            flags: trace.flags.clone(),
+        }
+    } else {
+        trace.child()
+    }
+}
+
 /// The OpenTelemetry context of a `traceparent` received from another process.
 fn remote_parent(trace: &TraceParent) -> Option<Context> {
     let trace_id = TraceId::from_hex(&trace.trace_id).ok()?;
@@ -456,6 +475,31 @@ mod tests {
             name(&[("OTEL_SERVICE_NAME", "convert-eu")]).as_deref(),
             Some("convert-eu")
         );
+    }
+
+    #[test]
+    fn work_a_job_starts_names_the_exported_span_as_parent() {
+        let trace =
+            TraceParent::parse("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01").unwrap();
+        // Without an OpenTelemetry layer: the same trace, a fresh span id.
+        let plain = outgoing(&trace);
+        assert_eq!(plain.trace_id, trace.trace_id);
+        assert_ne!(plain.parent_id, trace.parent_id);
+
+        let provider = SdkTracerProvider::builder().build();
+        let subscriber = tracing_subscriber::registry()
+            .with(tracing_opentelemetry::layer().with_tracer(provider.tracer("test")));
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("job");
+            span.set_parent(remote_parent(&trace).unwrap()).unwrap();
+            let _entered = span.enter();
+            let own = span.context().span().span_context().span_id().to_string();
+            let next = outgoing(&trace);
+            assert_eq!(next.trace_id, trace.trace_id);
+            assert_eq!(next.parent_id, own);
+            assert_eq!(next.flags, "01");
+            assert_ne!(own, trace.parent_id);
+        });
     }
 
     #[test]

@@ -52,7 +52,7 @@ impl JobContext {
             &broker.js,
             queue.as_str(),
             &id,
-            &self.trace.child(),
+            &crate::telemetry::outgoing(&self.trace),
             Bytes::from(first.to_json()),
         )
         .await
@@ -154,7 +154,7 @@ pub(super) async fn publish(
         js,
         queue.as_str(),
         &format!("{continued}-after-{job_id}"),
-        &trace.child(),
+        &crate::telemetry::outgoing(trace),
         payload,
     )
     .await?;
