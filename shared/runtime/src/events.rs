@@ -141,10 +141,10 @@ impl Reporter {
         Ok(())
     }
 
-    /// Stores a terminal (or settling) state: the event with `msg_id` as its `Nats-Msg-Id`, so a
-    /// retry or a buffered re-send stores it once, then, once the event is stored, the KV entry.
-    /// So a KV entry in that state means its event is stored too. Both bounded ([`bounded`]),
-    /// naming `full_result` in a summary.
+    /// Stores a terminal (or settling) state: the KV entry, then, once it is stored, the event
+    /// with `msg_id` as its `Nats-Msg-Id`, so a retry or a buffered re-send stores it once. So a
+    /// client that sees the terminal event (`lightbox wait`) and then reads the job's state finds
+    /// it there. Both bounded ([`bounded`]), naming `full_result` in a summary.
     pub async fn report_terminal(
         &self,
         event: &JobEvent,
@@ -153,14 +153,14 @@ impl Reporter {
     ) -> anyhow::Result<()> {
         let event = bounded(event, full_result);
         let payload = Bytes::from(serde_json::to_vec(&event)?);
+        self.js
+            .publish(Self::kv_subject(&event.job_id), payload.clone())
+            .await?
+            .await?;
         let mut headers = HeaderMap::new();
         headers.insert("Nats-Msg-Id", msg_id);
         self.js
-            .publish_with_headers(event.subject(), headers, payload.clone())
-            .await?
-            .await?;
-        self.js
-            .publish(Self::kv_subject(&event.job_id), payload)
+            .publish_with_headers(event.subject(), headers, payload)
             .await?
             .await?;
         Ok(())

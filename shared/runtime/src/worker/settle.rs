@@ -1,9 +1,9 @@
 //! The settle policy: what a delivery's verdict means for its message and its recorded state.
 //!
-//! Terminal state is the contract: a job leaves `JOBS` only after its terminal event and KV state
-//! are stored. Each row below is one unit; if any step of it fails the message is not acked but
-//! Nak'd with a backoff, and the next delivery (by any instance) does the whole unit again. Every
-//! step is idempotent: terminal events carry a `Nats-Msg-Id` (`<job>-<seq>-<attempt>-<state>`),
+//! Terminal state is the contract: a job leaves `JOBS` only after its terminal KV state and event
+//! are stored (KV first, so a client that sees the event reads the same state). Each row below is
+//! one unit; if any step of it fails the message is not acked but Nak'd with a backoff, and the
+//! next delivery (by any instance) does the whole unit again. Every step is idempotent: terminal events carry a `Nats-Msg-Id` (`<job>-<seq>-<attempt>-<state>`),
 //! dead letters `dlq-<job>-<seq>`, continuations `<continued>-after-<job>`, and the outcome of a
 //! finished run is in the runtime's record (`record.rs`), so the work is not run again.
 //!
@@ -179,21 +179,11 @@ pub(super) async fn finish<H: Handler>(
     if let Verdict::Succeeded(outcome) = &verdict {
         shared.counters.observe_result(&outcome.result);
     }
-    let mut unit = Unit {
+    let unit = Unit {
         shared,
         message,
         settle: &settle,
-        stored: None,
     };
-    if let Verdict::Recorded(recorded) = &verdict {
-        // Event, then KV: a KV entry holding the recorded state means its event is stored too,
-        // and is not published again (its msg id dedupes only within the duplicate window).
-        if let Ok(Some(current)) = shared.reporter.status(settle.job_id).await {
-            if current.state == recorded.event.state && current.attempt == recorded.event.attempt {
-                unit.stored = Some(recorded.msg_id.clone());
-            }
-        }
-    }
     if let Err(err) = unit.settle(verdict).await {
         let delay = backoff(
             settle.used(),
@@ -214,8 +204,6 @@ struct Unit<'a, H: Handler> {
     shared: &'a Arc<Shared<H>>,
     message: &'a jetstream::Message,
     settle: &'a Settle<'a>,
-    /// The msg id of a terminal state already stored (event and KV).
-    stored: Option<String>,
 }
 
 impl<H: Handler> Unit<'_, H> {
@@ -537,9 +525,6 @@ impl<H: Handler> Unit<'_, H> {
 
     /// Stores a terminal event and KV state, retrying briefly within this delivery.
     async fn report(&self, event: &JobEvent, msg_id: &str) -> anyhow::Result<()> {
-        if self.stored.as_deref() == Some(msg_id) {
-            return Ok(());
-        }
         let full = self
             .settle
             .prior
