@@ -214,7 +214,12 @@ pub fn read_and_mesh(
             faces: p.n_faces,
             faces_without_mesh: p.n_faces_without_mesh,
             face_colors: copy_slice(p.face_colors, p.n_face_colors as usize),
-            triangle_colors: copy_slice(p.triangle_colors, p.n_indices as usize / 3),
+            // Without styled faces every triangle takes the placement's colour: nothing to copy.
+            triangle_colors: if p.n_face_colors == 0 {
+                Vec::new()
+            } else {
+                copy_slice(p.triangle_colors, p.n_indices as usize / 3)
+            },
         })
         .collect();
     // SAFETY: as above.
