@@ -100,6 +100,14 @@ bench-engines: setup
     bash tools/setup-bpy.sh
     cargo run --release -q -p render-runtime --example bench_engines
 
+# Per asset of ../shared/assets: collect and import time, native render time at 512² 64 spp, native
+# vs Cycles (SSIM over the object, FLIP) at 256² 32 spp, and multi-file USD import next to usd-core
+# opening the same stage; ARGS as bench_assets takes them (--compare-size 512 --compare-samples 64).
+# Real-world asset benchmark: import, render and native-vs-Cycles similarity per asset.
+bench-assets *ARGS: setup
+    bash tools/setup-bpy.sh
+    cargo run --release -q -p render-runtime --example bench_assets -- {{ARGS}}
+
 # The prepared GPU check (2048² 256 spp and a 24-frame turntable, both engines where possible):
 # `tools/gpu-prepare.sh` here, then run `tools/gpu-check.sh` on the GPU host with `.gpu/` carried.
 gpu-check:
