@@ -9,9 +9,20 @@ use lightbox_runtime::requests::{ConvertRequest, ImageFormat};
 use lightbox_runtime::worker::Worker;
 use lightbox_runtime::{ObjectKey, Store};
 use lightbox_tests::nats_cluster::NatsCluster;
-use lightbox_tests::{local_store, noisy_png, worker_config_with, TempDir};
+use lightbox_tests::{function_binary, local_store, noisy_png, worker_config_with, TempDir};
 
 const STARTUP: Duration = Duration::from_secs(60);
+
+/// Runs the `lightbox` command with its own HOME (no `nats` context but the test's).
+fn lightbox_cli(home: &std::path::Path, args: &[&str]) -> std::process::Output {
+    std::process::Command::new(function_binary("lightbox"))
+        .env("HOME", home)
+        .env_remove("NATS_URL")
+        .env_remove("XDG_CONFIG_HOME")
+        .args(args)
+        .output()
+        .expect("lightbox runs")
+}
 
 /// A publisher on the whole server list, its streams and bucket created (R3) with the same
 /// start-up retries a worker uses: on a fresh cluster the first requests time out.
@@ -203,6 +214,26 @@ async fn three_workers_started_together_on_a_fresh_cluster_all_start_and_serve()
         terminal_states(&client, &ids, Duration::from_secs(90)).await,
         [JobState::Succeeded; 6]
     );
+
+    // The CLI takes the same list from --server and from a `nats` context.
+    let home = TempDir::new("cluster-home");
+    let status = lightbox_cli(
+        home.path(),
+        &["--server", &cluster.url(), "status", &ids[0]],
+    );
+    assert!(
+        status.status.success() && String::from_utf8_lossy(&status.stdout).contains("succeeded"),
+        "{status:?}"
+    );
+    let contexts = home.path().join(".config/nats/context");
+    std::fs::create_dir_all(&contexts).unwrap();
+    std::fs::write(
+        contexts.join("cluster.json"),
+        serde_json::json!({"url": cluster.url()}).to_string(),
+    )
+    .unwrap();
+    let queues = lightbox_cli(home.path(), &["--context", "cluster", "queues"]);
+    assert!(queues.status.success(), "{queues:?}");
     for worker in workers {
         worker.shutdown().await.unwrap();
     }
