@@ -12,10 +12,10 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use async_nats::jetstream;
 use async_nats::jetstream::consumer::pull::{BatchConfig, Config as PullConfig};
 use async_nats::jetstream::consumer::Consumer;
 use async_nats::jetstream::context::ConsumerInfoErrorKind;
-use async_nats::jetstream::{self, AckKind};
 use async_nats::StatusCode;
 use futures::StreamExt;
 use tokio::sync::{watch, Semaphore};
@@ -174,7 +174,8 @@ pub(super) async fn pull_loop<H: Handler>(
                 message,
                 context: shared.infra.js.clone(),
             };
-            let _ = message.ack_with(AckKind::Nak(None)).await;
+            // Not started here: recorded as a hand-back, so it uses up no delivery.
+            super::settle::hand_back(&shared, &message).await;
         }
     }
     let in_flight = jobs.len();

@@ -41,7 +41,7 @@ use super::record::{self, Record, Recorded};
 use super::{continuation, dlq, Handler, Shared};
 use crate::error::JobError;
 use crate::events::{ErrorInfo, JobEvent, JobState, Progress};
-use crate::job::{Continuation, Envelope};
+use crate::job::{parse_envelope, Continuation, Envelope};
 use crate::store::ObjectKey;
 use crate::telemetry::TraceParent;
 
@@ -154,6 +154,38 @@ pub(super) async fn before_running<H: Handler>(
         return (prior, Some(Verdict::Exhausted));
     }
     (prior, None)
+}
+
+/// Hands back a message this worker received but will not start because it is stopping: the
+/// hand-back is recorded, so it uses up no delivery, and the message is Nak'd at once.
+pub(super) async fn hand_back<H: Handler>(shared: &Shared<H>, message: &jetstream::Message) {
+    let job = parse_envelope(&message.payload)
+        .ok()
+        .zip(message.info().ok());
+    if let Some((envelope, info)) = job {
+        let job_id = envelope.id.to_string();
+        let (attempt, stream_seq) = (info.delivered.max(1) as u64, info.stream_sequence);
+        if let Some(key) = record::key(H::FUNCTION.as_str(), &job_id) {
+            let found = if attempt > 1 {
+                record::load(&shared.store, &key, stream_seq).await
+            } else {
+                Ok(None)
+            };
+            // A record that cannot be read is not overwritten: the hand-back then counts.
+            if let Ok(found) = found {
+                let mut record = found.unwrap_or(Record {
+                    job_id,
+                    stream_seq,
+                    ..Record::default()
+                });
+                record.handbacks += 1;
+                if let Err(err) = record::save(&shared.store, &key, &record).await {
+                    warn!(error = %err, "could not record the hand-back; it counts as a delivery");
+                }
+            }
+        }
+    }
+    let _ = message.ack_with(AckKind::Nak(None)).await;
 }
 
 /// Reports the verdict and settles the message (see the table above).
