@@ -17,7 +17,8 @@
 //! `OTEL_TRACES_SAMPLER` and `OTEL_EXPORTER_OTLP_{,TRACES_}HEADERS`/`TIMEOUT` are read by the
 //! SDK. Export is independent of `LIGHTBOX_LOG`: spans and events at `info` and above are sent.
 //! With neither endpoint variable set no exporter exists and a span costs what it did before.
-//! [`flush`] (called when a worker drains) sends what is buffered.
+//! [`flush`] (called when a worker drains, or its pull loop ends) sends what is buffered. A
+//! `--check` run exports nothing.
 
 use std::fmt;
 use std::io::IsTerminal as _;
@@ -78,12 +79,18 @@ pub fn init_service(default_service_name: &str) {
     } else {
         fmt.with_filter(EnvFilter::new(filter)).boxed()
     };
-    let (provider, note) =
+    // `lightbox-<function> --check` (the health check and readiness probe) runs no jobs: it
+    // builds no exporter, even with the pod's OTEL_* variables set.
+    let health_check = std::env::args().nth(1).as_deref() == Some("--check");
+    let (provider, note) = if health_check {
+        (None, None)
+    } else {
         match otlp_provider(&|name| std::env::var(name).ok(), default_service_name) {
             Ok(Some(provider)) => (Some(provider), None),
             Ok(None) => (None, None),
             Err(message) => (None, Some(message)),
-        };
+        }
+    };
     let otel = provider.as_ref().map(|provider| {
         tracing_opentelemetry::layer()
             .with_tracer(provider.tracer("lightbox"))

@@ -162,6 +162,7 @@ pub async fn run<H: Handler>(handler: H) -> anyhow::Result<()> {
     tokio::select! {
         _ = wait_for_signal() => {}
         ended = &mut worker.task => {
+            let _ = tokio::task::spawn_blocking(crate::telemetry::flush).await;
             return match ended.context("worker task")? {
                 Err(err) => Err(err.context("the worker stopped serving")),
                 Ok(()) => Err(anyhow::anyhow!("the worker stopped serving without being asked to")),
