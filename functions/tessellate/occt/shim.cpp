@@ -337,8 +337,11 @@ struct Reader {
     if (XCAFDoc_ShapeTool::IsReference(label)) {
       TDF_Label referred;
       if (XCAFDoc_ShapeTool::GetReferredShape(label, referred)) {
-        float own[4];
-        const float* color = label_color(colors, referred, own) ? own : inherited_color;
+        // A reference is an instance: its own colour beats the referred shape's.
+        float own[4], instance[4];
+        const float* color = inherited_color;
+        if (label_color(colors, referred, own)) color = own;
+        if (label_color(colors, label, instance)) color = instance;
         visit(referred, location * XCAFDoc_ShapeTool::GetLocation(label), instance_name, color);
       }
       return;
@@ -855,9 +858,10 @@ void single(const char* path, const TopoDS_Shape& shape, const char* name, doubl
 // - "two bodies", one part of two 10 mm cubes coloured purple (0.5, 0.2, 0.6) whose first solid is
 //   orange (0.9, 0.45, 0.1);
 // - "pin", a blue (0.1, 0.2, 0.7) cylinder placed as "pin A" (blue), "pin B" with a green
-//   (0.1, 0.6, 0.2) instance colour, and "pin C" in the sub-assembly "group";
-// - "plain pin", an uncoloured cylinder in "group".
-// (STEPCAFControl_Writer 7.6 writes no colour set on an assembly, so none is set here.)
+//   (0.1, 0.6, 0.2) instance colour, and "pin C" in the sub-assembly "group", whose instance is
+//   yellow (0.9, 0.8, 0.1): pin C stays blue (the part's colour beats an inherited one);
+// - "plain pin", an uncoloured cylinder in "group": yellow, inherited.
+// (STEPCAFControl_Writer 7.6 writes no colour set on an assembly's own label, only on instances.)
 void styled(const char* path) {
   DocWriter w;
   BRepPrimAPI_MakeBox box(60., 40., 20.);
@@ -887,7 +891,8 @@ void styled(const char* path) {
   w.add(top, pin, translation(75, 10, 0), "pin A");
   TDF_Label pin_b = w.add(top, pin, translation(75, 30, 0), "pin B");
   w.colors->SetColor(pin_b, Quantity_Color(0.1, 0.6, 0.2, Quantity_TOC_sRGB), XCAFDoc_ColorSurf);
-  w.add(top, group, translation(90, 10, 0), "group");
+  TDF_Label group_instance = w.add(top, group, translation(90, 10, 0), "group");
+  w.colors->SetColor(group_instance, Quantity_Color(0.9, 0.8, 0.1, Quantity_TOC_sRGB), XCAFDoc_ColorSurf);
   w.write(path);
 }
 

@@ -21,7 +21,8 @@ pub enum Sample {
     /// An assembly coloured at the levels STEP files carry: a near-white solid whose top and
     /// three sides are styled brass and one side translucent red, a two-solid part with one
     /// solid coloured, a blue part placed plain, with a green instance colour and inside a
-    /// sub-assembly, and an uncoloured part (`styled` in `occt/shim.cpp` has the values).
+    /// sub-assembly placed yellow, and an uncoloured part in that sub-assembly (`styled` in
+    /// `occt/shim.cpp` has the values).
     Styled,
 }
 

@@ -79,7 +79,6 @@ pub fn to_scene(model: &MeshedModel) -> Result<Scene, TessellateError> {
                 .entry(color.map(f32::to_bits))
                 .or_insert_with(|| scene.add_material(paint(color)))
         };
-        let material = material_for(color);
         let mesh = match meshes.get(&(placement.part, key)) {
             Some(&mesh) => mesh,
             None => {
@@ -96,7 +95,7 @@ pub fn to_scene(model: &MeshedModel) -> Result<Scene, TessellateError> {
                     .map(|t| [t[0], t[1], t[2]])
                     .collect();
                 let triangle_materials = if part.triangle_colors.is_empty() {
-                    vec![material; triangles.len()]
+                    vec![material_for(color); triangles.len()]
                 } else {
                     if part.triangle_colors.len() != triangles.len() {
                         return Err(glb_error(format!(
@@ -106,25 +105,24 @@ pub fn to_scene(model: &MeshedModel) -> Result<Scene, TessellateError> {
                             triangles.len()
                         )));
                     }
-                    // Styled faces keep their colour; the rest take the placement's.
-                    let styled: Vec<u32> = part
-                        .face_colors
-                        .iter()
-                        .map(|&c| material_for(clean(c)))
-                        .collect();
+                    // Styled faces keep their colour; the rest take the placement's. Materials
+                    // are made for the colours triangles use, once each.
+                    let mut by_style: Vec<Option<u32>> = vec![None; part.face_colors.len() + 1];
                     let mut out = Vec::with_capacity(triangles.len());
                     for &style in &part.triangle_colors {
-                        out.push(match style {
-                            0 => material,
-                            k => *styled.get(k as usize - 1).ok_or_else(|| {
-                                glb_error(format!(
-                                    "part {:?} has a triangle of face colour {k}, but {} face \
-                                     colours",
-                                    part.name,
-                                    styled.len()
-                                ))
-                            })?,
+                        let slot = by_style.get_mut(style as usize).ok_or_else(|| {
+                            glb_error(format!(
+                                "part {:?} has a triangle of face colour {style}, but {} face \
+                                 colours",
+                                part.name,
+                                part.face_colors.len()
+                            ))
+                        })?;
+                        let material = *slot.get_or_insert_with(|| match style {
+                            0 => material_for(color),
+                            k => material_for(clean(part.face_colors[k as usize - 1])),
                         });
+                        out.push(material);
                     }
                     out
                 };
