@@ -3,9 +3,11 @@
 //! Terminal state is the contract: a job leaves `JOBS` only after its terminal KV state and event
 //! are stored (KV first, so a client that sees the event reads the same state). Each row below is
 //! one unit; if any step of it fails the message is not acked but Nak'd with a backoff, and the
-//! next delivery (by any instance) does the whole unit again. Every step is idempotent: terminal events carry a `Nats-Msg-Id` (`<job>-<seq>-<attempt>-<state>`),
-//! dead letters `dlq-<job>-<seq>`, continuations `<continued>-after-<job>`, and the outcome of a
-//! finished run is in the runtime's record (`record.rs`), so the work is not run again.
+//! next delivery (by any instance) does the whole unit again. Every step is idempotent: terminal
+//! events carry a `Nats-Msg-Id` (`<job>-<seq>-<attempt>-<state>`), dead letters `dlq-<job>-<seq>`,
+//! continuations `<continued>-after-<job>`, the continued job's failure
+//! `<continued>-after-<job>-failed`, and the outcome of a finished run is in the runtime's record
+//! (`record.rs`), so the work is not run again.
 //!
 //! | verdict                                   | unit, in order                                              | message  |
 //! |-------------------------------------------|-------------------------------------------------------------|----------|
@@ -24,9 +26,9 @@
 //! A success is recorded before it is reported (its work must not be repeated, and a summarised
 //! event names the record); a failure or cancellation is recorded only when its unit could not be
 //! settled, so the next delivery settles the same outcome under the same msg id. Deliveries
-//! handed back by a draining worker do not count toward the limit. A continuation
-//! that cannot be published is retried with the job's deliveries; on the last one the continued
-//! job is failed naming why, and this job's success stands. A continued job whose first job is
+//! handed back by a draining worker do not count toward the limit. A continuation that cannot be
+//! published is retried with the job's deliveries; on the last one the continued job is failed
+//! naming why, and this job's success stands. A continued job whose first job is
 //! cancelled fails (it was not itself cancelled, and its waiter must learn it will not run).
 
 use std::sync::atomic::Ordering;
