@@ -231,10 +231,11 @@ async fn a_job_whose_deadline_passed_while_queued_fails_without_running() {
 // Render: a stop during a turntable's uploads leaves nothing behind.
 
 impl Stack {
-    async fn heavy_render_worker(&self) -> FunctionProcess {
+    async fn heavy_render_worker(&self, extra: &[(&str, &str)]) -> FunctionProcess {
         let mut env = function_env(&self.nats, &self.s3.env());
         env.push(("LIGHTBOX_QUEUE".into(), "render.heavy".into()));
         env.push(("LIGHTBOX_CONCURRENCY".into(), "1".into()));
+        env.extend(extra.iter().map(|(k, v)| (k.to_string(), v.to_string())));
         let process = FunctionProcess::spawn(
             &function_binary("lightbox-render"),
             &env,
@@ -244,6 +245,46 @@ impl Stack {
         wait_consuming(&process, Duration::from_secs(30)).await;
         process
     }
+}
+
+/// Runs a render job to its end.
+async fn run_render(stack: &Stack, envelope: Envelope<RenderRequest>) -> JobEvent {
+    stack
+        .client
+        .submit("render.heavy", &envelope)
+        .await
+        .unwrap();
+    stack
+        .client
+        .wait(&envelope.id.to_string(), Duration::from_secs(120), |_| {})
+        .await
+        .unwrap()
+}
+
+/// Where the uploads of [`turntables`] fall in a job's life, from submission: the job's
+/// total and upload milliseconds, measured on a warm engine (the second run).
+async fn calibrate(stack: &Stack, worker: &FunctionProcess, model: &ObjectKey) -> (f64, f64) {
+    let mut timing = (0.0, 0.0);
+    for attempt in 0..2 {
+        let prefix = format!("outputs/calibrate-{attempt}");
+        let envelope = Envelope::new(Function::Render, turntables(model, &prefix));
+        let submitted = envelope.submitted_at_ms;
+        let event = run_render(stack, envelope).await;
+        assert_eq!(
+            event.state,
+            JobState::Succeeded,
+            "{event:?}\n{}",
+            worker.log_text()
+        );
+        timing = ((event.at_ms - submitted) as f64, event.timings_ms["upload"]);
+        assert_eq!(
+            stack.list(&prefix).await.len(),
+            722,
+            "720 frames and two animations"
+        );
+    }
+    assert!(timing.1 > 100.0, "uploads take a while: {timing:?}");
+    timing
 }
 
 /// Two 360-frame turntables, small enough that uploading their 722 objects is most of the job.
@@ -270,67 +311,42 @@ fn turntables(model: &ObjectKey, prefix: &str) -> RenderRequest {
     }
 }
 
-#[tokio::test]
-async fn a_render_stopped_while_it_uploads_a_turntable_leaves_no_outputs() {
-    let stack = stack().await;
-    let model = stack
-        .upload(
-            "models/bearing.glb",
-            &lightbox_testmodels::bearing_glb(0.15),
-        )
-        .await;
-    let worker = stack.heavy_render_worker().await;
-    let run = |envelope: Envelope<RenderRequest>| {
-        let stack = &stack;
-        async move {
-            stack
-                .client
-                .submit("render.heavy", &envelope)
-                .await
-                .unwrap();
-            stack
-                .client
-                .wait(&envelope.id.to_string(), Duration::from_secs(120), |_| {})
-                .await
-                .unwrap()
-        }
-    };
-    // Where the uploads fall in a job's life: measured on a warm engine (the second run).
-    let mut timing = (0.0, 0.0);
-    for attempt in 0..2 {
-        let envelope = Envelope::new(
-            Function::Render,
-            turntables(&model, &format!("outputs/calibrate-{attempt}")),
-        );
-        let submitted = envelope.submitted_at_ms;
-        let event = run(envelope).await;
-        assert_eq!(
-            event.state,
-            JobState::Succeeded,
-            "{event:?}\n{}",
-            worker.log_text()
-        );
-        let upload_ms = event.timings_ms["upload"];
-        timing = ((event.at_ms - submitted) as f64, upload_ms);
-    }
-    let (total_ms, upload_ms) = timing;
-    let outputs = stack.list("outputs/calibrate-1").await.len();
-    assert_eq!(outputs, 722, "720 frames and two animations");
-    assert!(upload_ms > 100.0, "uploads take a while: {timing:?}");
+/// How a render is stopped in [`stop_amid_uploads`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Stop {
+    Deadline,
+    Cancel,
+}
 
-    // Deadlines and cancels that fall early, halfway and late in the uploads. Whatever a job
-    // had written when it was stopped is gone when its terminal state is stored.
-    let mut stopped = 0;
-    for (index, fraction) in [0.15, 0.5, 0.8].into_iter().enumerate() {
+/// Renders [`turntables`] under `prefix-<n>` and stops each job (by deadline or cancel) at a
+/// point of its uploads, until one stop falls amid them: the worker then logs `marker` (it
+/// removed objects it had written). Every job, wherever its stop fell, ends either succeeded
+/// with all 722 objects or stopped with none. Where the uploads fall is measured from the
+/// latest job that succeeded, as the machine's speed varies from job to job.
+async fn stop_amid_uploads(
+    stack: &Stack,
+    worker: &FunctionProcess,
+    model: &ObjectKey,
+    prefix: &str,
+    stops: &[Stop],
+    marker: &str,
+) {
+    let (mut total_ms, mut upload_ms) = calibrate(stack, worker, model).await;
+    let fractions = [0.5, 0.2, 0.8, 0.35, 0.65, 0.5, 0.1, 0.9, 0.5, 0.3, 0.7, 0.5];
+    for (attempt, fraction) in fractions.into_iter().enumerate() {
+        let stop = stops[attempt % stops.len()];
         let at_ms = (total_ms - upload_ms + fraction * upload_ms) as u64;
-        for by_cancel in [false, true] {
-            let prefix = format!("outputs/stop-{index}-{by_cancel}");
-            let mut envelope = Envelope::new(Function::Render, turntables(&model, &prefix));
-            if !by_cancel {
+        let prefix = format!("{prefix}-{attempt}");
+        let mut envelope = Envelope::new(Function::Render, turntables(model, &prefix));
+        let id = envelope.id.to_string();
+        let submitted = envelope.submitted_at_ms;
+        let markers_before = worker.log_text().matches(marker).count();
+        let event = match stop {
+            Stop::Deadline => {
                 envelope.deadline_ms = Some(at_ms);
+                run_render(stack, envelope).await
             }
-            let id = envelope.id.to_string();
-            let event = if by_cancel {
+            Stop::Cancel => {
                 let canceller = {
                     let client = stack.client.clone();
                     let id = id.clone();
@@ -341,50 +357,106 @@ async fn a_render_stopped_while_it_uploads_a_turntable_leaves_no_outputs() {
                         client.cancel(&id).await.unwrap();
                     })
                 };
-                let event = run(envelope).await;
+                let event = run_render(stack, envelope).await;
                 canceller.await.unwrap();
                 // The CLI's `cancelled` comes first; wait for the worker's own record.
-                worker_final(&stack, &id).await.unwrap_or(event)
-            } else {
-                run(envelope).await
-            };
-            let written = stack.list(&prefix).await;
-            eprintln!(
-                "stop at {fraction} of the uploads ({at_ms} ms of {total_ms} ms, {}): {}, {} objects left",
-                if by_cancel { "cancel" } else { "deadline" },
-                event.state.as_str(),
-                written.len()
-            );
-            match event.state {
-                JobState::Succeeded => assert_eq!(written.len(), 722, "{event:?}"),
-                JobState::Failed | JobState::Cancelled => {
-                    stopped += 1;
-                    if event.state == JobState::Failed {
-                        let message = &event.error.as_ref().unwrap().message;
-                        assert!(message.contains("deadline of"), "{event:?}");
-                    }
-                    assert!(
-                        written.is_empty(),
-                        "a stopped render left {} objects under {prefix}: {:?}\n{}",
-                        written.len(),
-                        written.iter().take(3).collect::<Vec<_>>(),
-                        worker.log_text()
-                    );
-                }
-                _ => panic!("unexpected end {event:?}"),
+                worker_final(stack, &id).await.unwrap_or(event)
             }
+        };
+        let mut written = stack.list(&prefix).await;
+        if event.state != JobState::Succeeded && !written.is_empty() {
+            // What a job's guard deletes from its own task (an aborted job) may finish just
+            // after the job's end.
+            let _ = tokio::time::timeout(Duration::from_secs(30), async {
+                while !stack.list(&prefix).await.is_empty() {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            })
+            .await;
+            written = stack.list(&prefix).await;
+        }
+        let landed = worker.log_text().matches(marker).count() > markers_before;
+        eprintln!(
+            "{stop:?} at {fraction} of the uploads ({at_ms} of {total_ms:.0} ms): {}, {} objects left, removed some: {landed}",
+            event.state.as_str(),
+            written.len()
+        );
+        match event.state {
+            JobState::Succeeded => {
+                assert_eq!(written.len(), 722, "{event:?}");
+                total_ms = event.at_ms.saturating_sub(submitted) as f64;
+                upload_ms = event.timings_ms.get("upload").copied().unwrap_or(upload_ms);
+            }
+            JobState::Failed | JobState::Cancelled => {
+                if event.state == JobState::Failed {
+                    let message = &event.error.as_ref().unwrap().message;
+                    assert!(message.contains("deadline of"), "{event:?}");
+                }
+                assert!(
+                    written.is_empty(),
+                    "a stopped render left {} objects under {prefix}: {:?}\n{}",
+                    written.len(),
+                    written.iter().take(3).collect::<Vec<_>>(),
+                    worker.log_text()
+                );
+            }
+            _ => panic!("unexpected end {event:?}"),
+        }
+        if landed {
+            return;
         }
     }
-    assert!(stopped >= 2, "the stops fell inside the jobs");
-    // At least one stop fell amid the uploads and found objects to remove (the worker says how
-    // many): the case in which an aborted job would leave them behind.
-    assert!(
-        worker
-            .log_text()
-            .contains("removed the outputs written before the job stopped or failed"),
-        "no stop fell amid the uploads\n{}",
+    panic!(
+        "no stop fell amid the uploads in {} jobs\n{}",
+        fractions.len(),
         worker.log_text()
     );
+}
+
+#[tokio::test]
+async fn a_render_stopped_while_it_uploads_a_turntable_leaves_no_outputs() {
+    let stack = stack().await;
+    let model = stack
+        .upload(
+            "models/bearing.glb",
+            &lightbox_testmodels::bearing_glb(0.15),
+        )
+        .await;
+    let worker = stack.heavy_render_worker(&[]).await;
+    stop_amid_uploads(
+        &stack,
+        &worker,
+        &model,
+        "outputs/stop",
+        &[Stop::Deadline, Stop::Cancel],
+        "removed the outputs written before the job stopped or failed",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_render_aborted_while_it_uploads_still_leaves_no_outputs() {
+    let stack = stack().await;
+    let model = stack
+        .upload(
+            "models/bearing.glb",
+            &lightbox_testmodels::bearing_glb(0.15),
+        )
+        .await;
+    // No stop grace: a stopped job's task is aborted at once, mid-upload, so only the uploads
+    // guard's `Drop` can remove what it wrote.
+    let worker = stack
+        .heavy_render_worker(&[("LIGHTBOX_STOP_GRACE_MS", "0")])
+        .await;
+    stop_amid_uploads(
+        &stack,
+        &worker,
+        &model,
+        "outputs/abort",
+        &[Stop::Deadline],
+        "removing the outputs of a job that was aborted part-way",
+    )
+    .await;
 }
 
 /// The worker's own terminal record of a job the CLI cancelled (it follows the CLI's); `None`
@@ -761,4 +833,44 @@ async fn cancel_never_overwrites_a_success_stored_while_it_runs() {
             "a stored success was overwritten: {status:?} (cancelled/already finished so far: {outcomes:?})"
         );
     }
+}
+
+#[tokio::test]
+async fn a_lock_held_by_an_aborted_task_is_released_without_waiting_for_it_to_expire() {
+    let setup = in_process().await;
+    let overrides = Overrides::default();
+    let locks = lightbox_runtime::locks::Locks::open(&setup.client.js, &overrides)
+        .await
+        .unwrap();
+    // Far longer than this test may take: only the guard can free it in time.
+    assert!(locks.lifetime() >= Duration::from_secs(60));
+    let (taken_tx, taken_rx) = tokio::sync::oneshot::channel();
+    let holder = tokio::spawn({
+        let locks = locks.clone();
+        async move {
+            let held = locks.try_acquire("part-x", "job-1").await.unwrap().unwrap();
+            taken_tx.send(()).unwrap();
+            std::future::pending::<()>().await;
+            drop(held);
+        }
+    });
+    taken_rx.await.unwrap();
+    assert!(locks
+        .try_acquire("part-x", "job-2")
+        .await
+        .unwrap()
+        .is_none());
+    holder.abort();
+    let _ = holder.await;
+    let taken_over = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            if let Some(lock) = locks.try_acquire("part-x", "job-2").await.unwrap() {
+                return lock;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+    .expect("the aborted holder's lock was released");
+    taken_over.release().await.unwrap();
 }

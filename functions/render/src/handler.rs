@@ -252,15 +252,17 @@ impl Uploads {
         Ok(())
     }
 
-    /// Deletes everything written so far.
+    /// Deletes everything written so far. A key leaves the list only once it is deleted, so
+    /// an abort in the middle leaves the rest to `Drop`.
     async fn undo(&mut self) {
-        let written = std::mem::take(&mut self.written);
-        for key in &written {
-            let _ = self.ctx.store.delete(key).await;
+        let count = self.written.len();
+        while let Some(key) = self.written.last().cloned() {
+            let _ = self.ctx.store.delete(&key).await;
+            self.written.pop();
         }
-        if !written.is_empty() {
+        if count > 0 {
             info!(
-                removed = written.len(),
+                removed = count,
                 "removed the outputs written before the job stopped or failed"
             );
         }
@@ -282,10 +284,82 @@ impl Drop for Uploads {
         };
         let written = std::mem::take(&mut self.written);
         let store = self.ctx.store.clone();
+        info!(
+            removing = written.len(),
+            "removing the outputs of a job that was aborted part-way"
+        );
         runtime.spawn(async move {
-            for key in written {
-                let _ = store.delete(&key).await;
+            for key in &written {
+                let _ = store.delete(key).await;
+            }
+            // The write the abort cut short may still land at the server after its delete:
+            // delete that one again once any such request has had time to finish.
+            if let Some(last) = written.last() {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                let _ = store.delete(last).await;
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use lightbox_runtime::{Store, StoreConfig};
+
+    #[tokio::test]
+    async fn uploads_dropped_part_way_are_deleted_and_kept_ones_stay() {
+        let root = std::env::temp_dir().join(format!(
+            "lightbox-uploads-{}-{}",
+            std::process::id(),
+            rand_suffix()
+        ));
+        let config = StoreConfig {
+            backend: lightbox_runtime::store::StoreBackend::Local { root: root.clone() },
+            ..StoreConfig::default()
+        };
+        let store = Store::connect(config).unwrap();
+        let ctx = JobContext::detached(Function::Render, store.clone());
+        let key = |name: &str| ObjectKey::new(format!("outputs/uploads/{name}.png")).unwrap();
+
+        // A job's task aborted between two uploads.
+        let (written_tx, written_rx) = tokio::sync::oneshot::channel();
+        let task = tokio::spawn({
+            let ctx = ctx.clone();
+            async move {
+                let mut uploads = Uploads::new(&ctx);
+                uploads.put(&key("a"), b"a").await.unwrap();
+                uploads.put(&key("b"), b"b").await.unwrap();
+                written_tx.send(()).unwrap();
+                std::future::pending::<()>().await;
+                uploads.keep();
+            }
+        });
+        written_rx.await.unwrap();
+        assert!(store.exists(&key("a")).await.unwrap());
+        task.abort();
+        let _ = task.await;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while store.exists(&key("a")).await.unwrap() || store.exists(&key("b")).await.unwrap() {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await
+        .expect("the aborted job's uploads are deleted");
+
+        // Kept uploads stay.
+        let mut uploads = Uploads::new(&ctx);
+        uploads.put(&key("c"), b"c").await.unwrap();
+        uploads.keep();
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(store.exists(&key("c")).await.unwrap());
+        let _ = std::fs::remove_dir_all(&root);
+    }
+
+    fn rand_suffix() -> u64 {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
     }
 }

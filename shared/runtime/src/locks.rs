@@ -119,8 +119,10 @@ impl Lock {
     /// Releases the lock. A lock that expired meanwhile, and perhaps was taken by someone
     /// else, is left alone: that is not an error.
     pub async fn release(mut self) -> Result<(), LockError> {
+        let released = release(&self.kv, &self.name, self.revision).await;
+        // Only now: a release cut short by an abort is done again from `Drop`.
         self.held = false;
-        release(&self.kv, &self.name, self.revision).await
+        released
     }
 }
 

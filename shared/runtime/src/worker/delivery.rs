@@ -189,9 +189,11 @@ async fn run_job<H: Handler>(
     let supervised = lease::supervise(shared, lease, task, progress_rx, &stop).await;
     shared.running.end(job_id);
     let run_ms = received.elapsed().as_secs_f64() * 1000.0;
-    // A job the runtime stopped ends as its stop says, whatever the handler returned on the
-    // way out (usually `JobError::Cancelled`, after cleaning up); only a job that finished
-    // during the drain keeps its success.
+    // A job the runtime stopped and that did not finish ends as its stop says, whatever error
+    // the handler returned on the way out (usually `JobError::Cancelled`, after cleaning up).
+    // A handler that returned its outcome finished its work before it saw the stop: its
+    // outputs are whole and stay, so it succeeded (a render checks for a stop after its last
+    // upload and undoes them instead, when it sees one).
     let stopped = |reason: StopReason| match reason {
         StopReason::Cancelled => Verdict::Failed(JobError::Cancelled),
         StopReason::Deadline => Verdict::Failed(JobError::permanent(format!(
@@ -200,7 +202,7 @@ async fn run_job<H: Handler>(
         StopReason::Drain => Verdict::GiveBack,
     };
     match (supervised, stop.reason()) {
-        (Ok(Ok(mut outcome)), None | Some(StopReason::Drain)) => {
+        (Ok(Ok(mut outcome)), _) => {
             outcome.timings_ms.push(("run".into(), run_ms));
             Verdict::Succeeded(outcome)
         }
