@@ -414,7 +414,10 @@ async fn main() -> anyhow::Result<()> {
                 expected_objects.extend(expected.iter().cloned());
             }
             Some(JobState::Failed) => failed += 1,
-            _ => lost += 1,
+            state => {
+                lost += 1;
+                eprintln!("chaos: job {id} not finished: {}", describe(state, &events));
+            }
         }
         if outcomes.len() > 1 {
             duplicated += 1; // two different terminal outcomes for one job
@@ -452,9 +455,35 @@ async fn main() -> anyhow::Result<()> {
         pct(0.5),
         pct(0.99)
     );
+    let failing = lost > 0 || duplicated > 0 || partial > 0 || left_in_jobs > 0 || in_flight > 0;
+    if failing {
+        keep_logs(&pool);
+    }
     drop(pool);
-    if lost > 0 || duplicated > 0 || partial > 0 || left_in_jobs > 0 || in_flight > 0 {
+    if failing {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// A job that did not finish, for the report: its KV state and its events in order
+/// (`started#1 retrying#1 started#2 ...`, `#` the attempt, with the reporting worker).
+fn describe(kv: Option<JobState>, events: &[JobEvent]) -> String {
+    let trail: Vec<String> = events
+        .iter()
+        .map(|e| format!("{}#{}@{}", e.state.as_str(), e.attempt, e.worker))
+        .collect();
+    format!(
+        "KV {}, events [{}]",
+        kv.map_or("none", JobState::as_str),
+        trail.join(" ")
+    )
+}
+
+/// Moves the workers' logs out of the temporary folder removed on exit, and says where.
+fn keep_logs(pool: &Pool) {
+    let kept = std::env::temp_dir().join(format!("chaos-logs-{}", std::process::id()));
+    if std::fs::rename(pool.logs.path(), &kept).is_ok() {
+        eprintln!("chaos: worker logs kept in {}", kept.display());
+    }
 }

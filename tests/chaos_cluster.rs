@@ -376,7 +376,7 @@ pub async fn run() -> anyhow::Result<()> {
         }
         let kv_terminal = kv.is_some_and(JobState::is_terminal);
         if !kv_terminal || terminal.is_empty() {
-            stuck_ids.push((id.clone(), kv, terminal.len()));
+            stuck_ids.push((id.clone(), super::describe(kv, &events)));
             if !kv_terminal && terminal.is_empty() && !still_queued.contains(id) {
                 lost += 1;
             }
@@ -389,16 +389,13 @@ pub async fn run() -> anyhow::Result<()> {
         .iter()
         .filter(|key| key.starts_with("outputs/") && !expected_objects.contains(*key))
         .count();
-    for (id, kv, terminal_events) in stuck_ids.iter().take(10) {
-        eprintln!(
-            "chaos-cluster: stuck {id}: KV {:?}, {terminal_events} terminal events, {} in JOBS",
-            kv.map(JobState::as_str),
-            if still_queued.contains(id) {
-                "still"
-            } else {
-                "not"
-            }
-        );
+    for (id, description) in stuck_ids.iter().take(10) {
+        let queued = if still_queued.contains(id) {
+            "still"
+        } else {
+            "not"
+        };
+        eprintln!("chaos-cluster: stuck {id}: {description}; {queued} in JOBS");
     }
     let dead_letters = admin_js
         .get_stream("DLQ")
@@ -423,10 +420,7 @@ pub async fn run() -> anyhow::Result<()> {
     );
     let failing = lost > 0 || duplicated > 0 || !stuck_ids.is_empty() || orphaned > 0;
     if failing {
-        // Keep the logs for a look.
-        let kept = std::env::temp_dir().join(format!("chaos-cluster-logs-{}", std::process::id()));
-        let _ = std::fs::rename(pool.logs.path(), &kept);
-        eprintln!("chaos-cluster: worker logs kept in {}", kept.display());
+        super::keep_logs(&pool);
     }
     drop(pool);
     s3.stop();
