@@ -729,6 +729,30 @@ async fn a_bind_only_worker_whose_consumer_is_deleted_binds_again_or_exits_namin
     );
 }
 
+#[tokio::test]
+async fn a_worker_whose_server_stays_gone_past_the_rebind_window_exits_naming_its_consumer() {
+    let mut stack = stack().await;
+    let mut env = function_env(&stack.nats, &stack.s3.env());
+    env.push(("LIGHTBOX_REBIND_SECS".into(), "3".into()));
+    let mut worker = FunctionProcess::spawn(
+        &function_binary("lightbox-convert"),
+        &env,
+        &stack.logs,
+        "convert-server-gone",
+    );
+    wait_consuming(&worker, Duration::from_secs(30)).await;
+    stack.nats.stop();
+    // Missed heartbeats (6 s), then binding again for 3 s with requests that cannot be
+    // answered: the worker gives up and exits non-zero rather than idling.
+    let exited = worker.wait_exit(Duration::from_secs(60));
+    let log = worker.log_text();
+    assert_eq!(exited, Some(false), "exits non-zero\n{log}");
+    assert!(
+        log.contains("consumer convert on stream JOBS is gone and could not be bound again"),
+        "{log}"
+    );
+}
+
 // ---------------------------------------------------------------------------------------------
 // `lightbox cancel`.
 
