@@ -503,16 +503,16 @@ async fn broken_models_and_requests_over_limits_fail_cleanly_and_write_nothing()
             "no outputs",
         ),
     ];
-    if !render_runtime::spec::NATIVE_HAS_OIDN {
+    if !render_runtime::spec::native_has_oidn() {
         // Asked for by name, a denoiser the engine lacks is an error, not a silent substitute.
         cases.push((
-            "oidn not compiled in",
+            "oidn not available",
             "render.light",
             request(
                 &good,
                 vec![json!({"width": 32, "height": 32, "samples": 2, "denoise": "oidn"})],
             ),
-            "output 0: invalid denoise: oidn is not compiled into this build of the native engine",
+            "output 0: invalid denoise: oidn is not available to the native engine here",
         ));
     }
     for (name, queue, request, expected) in cases {

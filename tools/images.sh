@@ -274,6 +274,16 @@ build_image() {
   ctx="$work/context/$name"
   rm -rf "$ctx" && mkdir -p "$ctx" "$work/apt-archives/partial"
   cp "$bins/$binary" "$ctx/$binary"
+  # Other build outputs the runtime stage copies (the render images' OIDN runtime, oidn/lib/),
+  # from beside the binaries, where the release build put them.
+  local extra
+  for extra in $(sed -n 's|^COPY --from=build /out/\([^ ]*\) .*|\1|p' "$dockerfile"); do
+    extra="${extra%/}"
+    [ "$extra" = "$binary" ] && continue
+    [ -e "$bins/$extra" ] || die "$bins/$extra is missing: run tools/setup.sh, then cargo build --release --bins"
+    mkdir -p "$ctx/$(dirname "$extra")"
+    cp -r "$bins/$extra" "$ctx/$(dirname "$extra")/"
+  done
   containerfile "$dockerfile" "$base" > "$ctx/Containerfile"
   started=$(date +%s)
   local volumes=(--volume "$work/apt-archives:/var/cache/apt/archives")
@@ -289,6 +299,17 @@ build_image() {
     die "building lightbox-$name failed (a pinned package version may have left the mirror: apt-cache policy PACKAGE)"
   fi
   rm -rf "$ctx"
+  if grep -q '^COPY --from=build /out/oidn/' "$dockerfile"; then
+    # The render images load OIDN at run time: every library of its runtime must resolve there.
+    local ldd_out
+    ldd_out="$(podman run --rm --network none --entrypoint /bin/sh "localhost/lightbox-$name:$tag" \
+      -c 'for f in /usr/local/lib/lightbox/oidn/lib/*.so*; do echo "$f:"; ldd "$f"; done' 2>&1)" \
+      || die "lightbox-$name: ldd of the OIDN runtime failed: $ldd_out"
+    if grep -q 'not found' <<<"$ldd_out"; then
+      die "lightbox-$name: OIDN runtime libraries unresolved: $(grep 'not found' <<<"$ldd_out" | sort -u | tr '\n' ' ')"
+    fi
+    log "lightbox-$name: OIDN runtime in /usr/local/lib/lightbox/oidn/lib resolves ($(grep -c '^/' <<<"$ldd_out") libraries, ldd)"
+  fi
   log "built localhost/lightbox-$name:$tag in $(( $(date +%s) - started )) s ($(podman image inspect --format '{{.Size}}' "localhost/lightbox-$name:$tag" | awk '{printf "%.0f MB", $1/1e6}'))"
 }
 

@@ -29,6 +29,20 @@ if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; 
   echo "$want" > "$stamp"
 fi
 
+# Intel OIDN's shared libraries (the native renderer's default denoiser) from the pinned pyoidn
+# wheel, into .tools/pyoidn with .tools/oidn -> its oidn/ folder (lib/libOpenImageDenoise.so.2 and
+# the device modules beside it). The renderer finds them there at run time (no LD_LIBRARY_PATH).
+oidn_stamp="$tools/pyoidn/.lightbox-oidn.sha256"
+oidn_want="$(sha256sum "$root/tools/requirements-oidn.txt" | cut -d' ' -f1)"
+if [ "$(cat "$oidn_stamp" 2>/dev/null)" != "$oidn_want" ] || [ ! -e "$tools/oidn/lib/libOpenImageDenoise.so.2" ]; then
+  echo "setup: installing Intel OIDN (pyoidn wheel) into $tools/pyoidn" >&2
+  rm -rf "$tools/pyoidn"
+  "$venv/bin/pip" install -q --disable-pip-version-check --no-deps --require-hashes \
+    --target "$tools/pyoidn" -r "$root/tools/requirements-oidn.txt"
+  echo "$oidn_want" > "$oidn_stamp"
+fi
+ln -sfn "$tools/pyoidn/pyoidn/oidn" "$tools/oidn"
+
 # Validators for the infrastructure tests: pinned versions (their own dependencies are many,
 # so this list is not hash-locked like the servers above).
 check_stamp="$venv/.lightbox-check.sha256"

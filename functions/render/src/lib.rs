@@ -282,7 +282,7 @@ mod tests {
         assert_eq!(cycles[0].plan.denoiser, render_runtime::Denoiser::Oidn);
         assert_eq!(
             plan_outputs(&oidn, EngineKind::Native, &limits).is_ok(),
-            render_runtime::spec::NATIVE_HAS_OIDN
+            render_runtime::spec::native_has_oidn()
         );
     }
 }

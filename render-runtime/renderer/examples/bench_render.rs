@@ -12,7 +12,7 @@
 //!
 //! ```text
 //! cargo run --release -p render-runtime --example bench_render -- \
-//!     [--detail 1.0] [--only fair|still512|still1024|turntable] [--out DIR] \
+//!     [--detail 1.0] [--only fair|denoise|still512|still1024|turntable] [--out DIR] \
 //!     [--size 512] [--samples 64] [--ref-samples 256] [--native-spp 16,32,64,128,256] \
 //!     [--blender-python .tools/bpy/bin/python]
 //! ```
@@ -178,6 +178,10 @@ fn main() -> Result<()> {
         println!(
             "goal renderer at >= 60% of Embree's raw throughput for its ray mix: not measured (no throughput probe yet)"
         );
+    }
+
+    if has_blender && wants("denoise") {
+        fair::denoise_table("bearing", &glb, opts.size, opts.samples, 1024, &out_dir)?;
     }
 
     let mut plain = if has_blender && CASES.iter().any(|c| wants(c.name)) {

@@ -3,8 +3,13 @@
 //! The built-in filter is an edge-avoiding à-trous wavelet filter (in the spirit of Dammertz et
 //! al. 2010 and SVGF): five passes of a sparse 5x5 B-spline kernel whose taps are weighted by
 //! normal, albedo and luminance similarity, the last measured against the pixel's estimated
-//! noise. It needs nothing beyond this crate. Intel OIDN 2.x is used instead when the crate is
-//! built with the `oidn` feature.
+//! noise. It needs nothing beyond this crate.
+//!
+//! Intel OIDN 2.x (`oidn.rs`, loaded at run time) is the default: `auto` takes it wherever its
+//! library is found, with the albedo and normal guides, for colour and for the shadow catcher's
+//! coverage alike.
+
+pub mod oidn;
 
 use rayon::prelude::*;
 
@@ -40,41 +45,35 @@ pub fn denoise(film: &mut Film, denoiser: Denoiser) -> Result<Denoiser, String> 
     }
 }
 
-#[cfg(feature = "oidn")]
+/// Whether the OIDN library can be loaded here (`oidn.rs` says where it looks).
+pub fn oidn_available() -> bool {
+    oidn::available()
+}
+
 fn denoise_oidn(film: &mut Film) -> Result<Denoiser, String> {
     let (w, h) = (film.width as usize, film.height as usize);
     let color: Vec<f32> = film.color.iter().flat_map(|c| [c[0], c[1], c[2]]).collect();
     let albedo: Vec<f32> = film.albedo.iter().flatten().copied().collect();
     let normal: Vec<f32> = film.normal.iter().flatten().copied().collect();
     let mut output = vec![0.0f32; color.len()];
-    let device = oidn::Device::cpu().map_err(|e| format!("oidn device: {e:?}"))?;
-    let mut filter =
-        oidn::RayTracing::try_new(&device).map_err(|e| format!("oidn filter: {e:?}"))?;
-    filter
-        .image_dimensions(w, h)
-        .hdr(true)
-        .clean_aux(true)
-        .albedo_normal(&albedo, &normal);
-    filter
-        .filter(&color, &mut output)
-        .map_err(|e| format!("oidn filter: {e:?}"))?;
-    device.get_error().map_err(|e| format!("oidn: {e:?}"))?;
-    // OIDN denoises colour only; the coverage channel (shadow-catcher alpha) goes through the
-    // built-in filter so soft shadows are not left noisy.
-    denoise_builtin(film);
-    for (c, o) in film.color.iter_mut().zip(output.chunks_exact(3)) {
-        c[0] = o[0];
-        c[1] = o[1];
-        c[2] = o[2];
+    oidn::denoise_rgb(w, h, &color, &albedo, &normal, &mut output, true)?;
+    // The coverage (where the shadow catcher darkens the background) is noisy as well: OIDN
+    // denoises it as a grey image in [0, 1] with the same guides.
+    let coverage: Vec<f32> = film.color.iter().flat_map(|c| [c[3]; 3]).collect();
+    let mut coverage_out = vec![0.0f32; coverage.len()];
+    oidn::denoise_rgb(w, h, &coverage, &albedo, &normal, &mut coverage_out, false)?;
+    for ((c, o), a) in film
+        .color
+        .iter_mut()
+        .zip(output.chunks_exact(3))
+        .zip(coverage_out.chunks_exact(3))
+    {
+        c[0] = o[0].max(0.0);
+        c[1] = o[1].max(0.0);
+        c[2] = o[2].max(0.0);
+        c[3] = ((a[0] + a[1] + a[2]) / 3.0).clamp(0.0, 1.0);
     }
     Ok(Denoiser::Oidn)
-}
-
-#[cfg(not(feature = "oidn"))]
-fn denoise_oidn(film: &mut Film) -> Result<Denoiser, String> {
-    // Not compiled in: fall back so a default build still denoises, and say so.
-    denoise_builtin(film);
-    Ok(Denoiser::Builtin)
 }
 
 fn luminance(c: &[f32; 4]) -> f32 {

@@ -286,3 +286,42 @@ fn golden_sphere_linear_no_denoise() {
     let out = prepared.render(&spec, &NoHooks).unwrap();
     check_golden("sphere-linear", &out.images[0].bytes);
 }
+
+/// OIDN is the default denoiser (its library from `tools/setup.sh`, loaded at run time with no
+/// `LD_LIBRARY_PATH`), and it brings a few-sample image closer to the converged one; the
+/// built-in filter is not what `auto` falls back to.
+#[test]
+fn auto_denoises_with_oidn_and_brings_the_image_closer_to_converged() {
+    use testmodels::compare::LumaImage;
+    assert!(
+        render_runtime::spec::native_has_oidn(),
+        "OIDN not loadable (run tools/setup.sh): {:?}",
+        render_runtime::denoise::oidn::status()
+    );
+    let glb = testmodels::bearing_glb(0.03);
+    let spec = |samples: u32, denoise: DenoiseRequest| RenderSpec {
+        width: 96,
+        height: 96,
+        samples: Some(samples),
+        denoise,
+        ..RenderSpec::default()
+    };
+    let render = |s: &RenderSpec| render_glb(&glb, s, &NoHooks).unwrap();
+    let auto = render(&spec(8, DenoiseRequest::Auto));
+    assert_eq!(auto.denoiser, Denoiser::Oidn);
+    let off = render(&spec(8, DenoiseRequest::Off));
+    let converged = render(&spec(512, DenoiseRequest::Off));
+    let luma = |o: &render_runtime::RenderOutput| LumaImage::from_png(&o.images[0].bytes).unwrap();
+    let reference = luma(&converged);
+    let (e_oidn, e_off) = (
+        luma(&auto).rmse(&reference).unwrap(),
+        luma(&off).rmse(&reference).unwrap(),
+    );
+    assert!(
+        e_oidn < e_off * 0.7,
+        "RMSE oidn {e_oidn} vs undenoised {e_off}"
+    );
+    // No silhouette washed out: the model keeps its dark detail after denoising.
+    let min = luma(&auto).values.iter().copied().fold(f32::MAX, f32::min);
+    assert!(min < 0.5, "darkest pixel {min}");
+}

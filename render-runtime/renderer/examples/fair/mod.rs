@@ -396,3 +396,73 @@ pub fn process_cpu_s(pid: u32) -> f64 {
     // USER_HZ is 100 on Linux.
     (ticks(11) + ticks(12)) / 100.0
 }
+
+/// The native denoisers at one spp against native's own high-sample render without denoising
+/// (issue #17 Must-have 4): whether the built-in filter may stay as OIDN's fallback.
+pub fn denoise_table(
+    name: &str,
+    glb: &[u8],
+    size: u32,
+    samples: u32,
+    ref_samples: u32,
+    dir: &Path,
+) -> Result<Vec<Shot>> {
+    std::fs::create_dir_all(dir)?;
+    let spec = |samples: u32, denoise: DenoiseRequest| RenderSpec {
+        width: size,
+        height: size,
+        samples: Some(samples),
+        denoise,
+        ..RenderSpec::default()
+    };
+    let mut native = NativeEngine::new();
+    let pid = std::process::id();
+    let (reference, _) = render_to(
+        &mut native,
+        pid,
+        glb,
+        &spec(ref_samples, DenoiseRequest::Off),
+        &format!("{name}-native-reference-{ref_samples}spp-off"),
+        dir,
+    )?;
+    let mut shots = Vec::new();
+    let mut requests = vec![DenoiseRequest::Off, DenoiseRequest::Builtin];
+    if render_runtime::spec::native_has_oidn() {
+        requests.push(DenoiseRequest::Oidn);
+    } else {
+        println!(
+            "{name}: OIDN not available here: {}",
+            render_runtime::denoise::oidn::status()
+                .err()
+                .unwrap_or_default()
+        );
+    }
+    for denoise in requests {
+        let (shot, _) = render_to(
+            &mut native,
+            pid,
+            glb,
+            &spec(samples, denoise),
+            &format!("{name}-native-{samples}spp-{denoise:?}").to_lowercase(),
+            dir,
+        )?;
+        shots.push(shot);
+    }
+    let pngs: Vec<PathBuf> = shots.iter().map(|s| s.png.clone()).collect();
+    for (shot, f) in shots.iter_mut().zip(flip(&reference.png, &pngs)?) {
+        shot.flip = f;
+    }
+    println!(
+        "{name}: native denoisers at {size}x{size} {samples} spp, mean FLIP against native at {ref_samples} spp undenoised:"
+    );
+    for shot in &shots {
+        println!(
+            "{:<40} denoise {:<8} {:>7.2} s render+denoise  FLIP {:.4}",
+            shot.label,
+            shot.denoiser,
+            shot.render.as_secs_f64(),
+            shot.flip
+        );
+    }
+    Ok(shots)
+}
