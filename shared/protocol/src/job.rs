@@ -123,7 +123,8 @@ pub struct Envelope<R = serde_json::Value> {
     /// Milliseconds since the Unix epoch when the job was submitted.
     #[serde(default)]
     pub submitted_at_ms: u64,
-    /// Optional deadline in milliseconds for the whole job (a job past it is stopped and failed).
+    /// Optional deadline in milliseconds for the whole job, counted from `submitted_at_ms` (a
+    /// job past it is stopped and failed; one past it while still queued fails without running).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub deadline_ms: Option<u64>,
     /// A job to publish when this one succeeds (a continuation): how a render waits for a
