@@ -2,6 +2,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use lightbox_runtime::client::Client;
+use lightbox_runtime::config::NatsConfig;
 use lightbox_runtime::events::JobState;
 use lightbox_runtime::infra;
 use lightbox_runtime::job::{Envelope, Function};
@@ -9,7 +10,9 @@ use lightbox_runtime::requests::{ConvertRequest, ImageFormat};
 use lightbox_runtime::worker::Worker;
 use lightbox_runtime::{ObjectKey, Store};
 use lightbox_tests::nats_cluster::NatsCluster;
-use lightbox_tests::{function_binary, local_store, noisy_png, worker_config_with, TempDir};
+use lightbox_tests::{
+    function_binary, local_store, noisy_png, worker_config_with, workspace_root, TempDir,
+};
 
 const STARTUP: Duration = Duration::from_secs(60);
 
@@ -111,6 +114,34 @@ async fn terminal_states(client: &Client, ids: &[String], timeout: Duration) -> 
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+}
+
+#[test]
+fn the_kubernetes_server_list_is_three_servers() {
+    // infra/k8s/base/config.yaml is what every pod's NATS_URL comes from.
+    let text =
+        std::fs::read_to_string(workspace_root().join("infra/k8s/base/config.yaml")).unwrap();
+    let url = text
+        .lines()
+        .find_map(|line| line.trim().strip_prefix("NATS_URL:"))
+        .expect("config.yaml sets NATS_URL")
+        .trim()
+        .trim_matches('"');
+    let config = NatsConfig {
+        url: url.to_owned(),
+        ..NatsConfig::default()
+    };
+    let servers: Vec<String> = config
+        .server_addrs()
+        .unwrap_or_else(|err| panic!("{url}: {err:#}"))
+        .iter()
+        .map(|addr| addr.host().to_owned())
+        .collect();
+    assert_eq!(servers.len(), 3, "{servers:?}");
+    assert!(
+        servers.iter().all(|host| host.starts_with("nats-")),
+        "{servers:?}"
+    );
 }
 
 #[tokio::test]
