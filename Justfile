@@ -96,9 +96,9 @@ bench-tessellate: setup
 
 # Engines side by side on this CPU: native, the Cycles engine and plain Cycles at equal spp with mean
 # FLIP against one high-sample Cycles reference, a turntable each, and the warm-worker gain.
-bench-engines: setup
+bench-engines *ARGS: setup
     bash tools/setup-bpy.sh
-    cargo run --release -q -p render-runtime --example bench_engines
+    cargo run --release -q -p render-runtime --example bench_engines -- {{ARGS}}
 
 # Per asset of ../shared/assets: collect and import time, native render time at 512² 64 spp, native
 # vs Cycles (SSIM over the object, FLIP) at 256² 32 spp, and multi-file USD import next to usd-core
