@@ -75,7 +75,7 @@ chaos: build
 
 # Fault injection on the production shape (a few minutes, so not in CI): a 3-node JetStream cluster
 # with R3 streams and KV, bind-only workers as their auth.conf users on the three-URL server list;
-# SIGKILLs the node leading JOBS, EVENTS and KV_jobs in turn, partitions one node for 30 s, kills
+# SIGKILLs the node leading JOBS, EVENTS and KV_jobs in turn, stops S3 for 20 s, partitions one node for 30 s, kills
 # workers, scales to zero for 3x ack_wait with jobs in flight; ends with
 # `jobs=N kills=N leader_changes=N lost=0 duplicated=0 stuck=0 orphaned_objects=0` (non-zero exit otherwise).
 chaos-cluster: build

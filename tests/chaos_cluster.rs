@@ -5,8 +5,9 @@
 //! chaos timings), as `lightbox infra apply` does; the functions run bind-only as their own users
 //! with the three-URL server list, and `backend` submits. While jobs flow the driver, one fault at
 //! a time and printing each: SIGKILLs the node leading `JOBS`, then `EVENTS`, then `KV_jobs`
-//! (restarting each), partitions one node for 30 s, stops every worker for longer than `ack_wait`
-//! while jobs are in flight (scale to zero), and SIGKILLs a random worker between faults. Then, with
+//! (restarting each), stops S3 for 20 s, partitions one node for 30 s, stops every worker for
+//! longer than `ack_wait` while jobs are in flight (scale to zero), and SIGKILLs a random worker
+//! between faults. Then, with
 //! no more faults, it waits (bounded) for every job to finish and prints
 //! `jobs=N kills=N leader_changes=N lost=N duplicated=N stuck=N orphaned_objects=N`, exiting
 //! non-zero unless the last four are 0:
@@ -34,8 +35,8 @@ use lightbox_tests::{function_env_with, SeaweedS3, TempDir};
 use super::{build_jobs, read_events, stored_objects, upload_inputs, Pool};
 
 /// Jobs of the mix (one render, one tessellation, three conversions in every five).
-const JOBS: usize = 120;
-/// Between two submissions: the jobs span the whole fault window (about two minutes), so some
+const JOBS: usize = 150;
+/// Between two submissions: the jobs span the whole fault window (about 2.5 minutes), so some
 /// are queued or running at every fault and some queue up while no worker runs.
 const SUBMIT_EVERY: Duration = Duration::from_millis(1000);
 /// The lease: longer than an election (a few seconds), so a leader change alone does not make a
@@ -275,6 +276,24 @@ pub async fn run() -> anyhow::Result<()> {
         );
         tokio::time::sleep(Duration::from_secs(8)).await;
     }
+
+    // Today's S3 outage too: 20 s without the store while jobs run.
+    let in_flight = wait_in_flight(&client, Duration::from_secs(10)).await;
+    s3.stop();
+    progress(
+        started,
+        format!("S3 stopped for 20 s with {in_flight} jobs in flight"),
+    );
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    kill_worker(&mut pool, &mut kills, next());
+    tokio::time::sleep(Duration::from_secs(10)).await;
+    s3.start_again();
+    let done = terminal_count(&client, &ids).await;
+    progress(
+        started,
+        format!("S3 back; 1 worker SIGKILLed during the outage; {done} jobs terminal"),
+    );
+    tokio::time::sleep(Duration::from_secs(8)).await;
 
     let target = leader_of(&admin, "JOBS").await.unwrap_or(0);
     cluster.partition(target);
