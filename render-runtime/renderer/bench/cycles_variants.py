@@ -13,6 +13,9 @@ costs (`bench_engines --only ablate`, issue #17 Must-have 2).
     world_importance  the world importance sampled (Blender's default) instead of BSDF-only
     plain_filter      Blender's default pixel filter (Blackman-Harris 1.5) instead of a box
     diffuse_N, glossy_N  at most N diffuse (glossy) bounces, the other kinds unchanged
+    no_light_tree     Cycles' light tree off (lights picked by power, as before Blender 3.5)
+    catcher_emission  the catcher shaded by an emission shader (no BSDF to sample or light:
+                      Cycles then catches no shadow; measures what the catcher's shading costs)
 """
 
 import os
@@ -42,6 +45,8 @@ class VariantWorker(worker.Worker):
         elif VARIANT == "default_bounces":
             c.max_bounces, c.diffuse_bounces, c.glossy_bounces = 12, 4, 4
             c.transmission_bounces, c.transparent_max_bounces = 12, 8
+        elif VARIANT == "no_light_tree":
+            c.use_light_tree = False
         elif VARIANT.startswith("diffuse_"):
             c.diffuse_bounces = int(VARIANT[8:])
         elif VARIANT.startswith("glossy_"):
@@ -61,6 +66,17 @@ class VariantWorker(worker.Worker):
             g = req["ground"]
             req = dict(req, ground=dict(g, reach=g["radius"] * float(VARIANT[6:])))
         super().apply_studio(req)
+        if VARIANT == "catcher_emission":
+            catcher = self.studio_objects.get("lightbox_ground")
+            if catcher is not None and not catcher.data.materials:
+                mat = bpy.data.materials.new("lightbox_catcher_emission")
+                mat.use_nodes = True
+                nt = mat.node_tree
+                nt.nodes.clear()
+                out = nt.nodes.new("ShaderNodeOutputMaterial")
+                em = nt.nodes.new("ShaderNodeEmission")
+                nt.links.new(em.outputs[0], out.inputs["Surface"])
+                catcher.data.materials.append(mat)
 
     def apply_environment(self, env):
         if VARIANT == "uniform_world" and env.get("kind") != "uniform":
