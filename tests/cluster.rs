@@ -309,3 +309,44 @@ async fn a_bind_only_worker_without_definitions_fails_at_once_naming_infra_apply
         "a bind-only worker creates nothing"
     );
 }
+
+#[tokio::test]
+async fn a_partitioned_jobs_leader_is_replaced_and_jobs_flow_after_the_heal() {
+    // The harness's partition is real: every route to the node runs through its proxies, so the
+    // other two elect a new leader while it is cut off.
+    let cluster = NatsCluster::start();
+    let client = publisher(&cluster).await;
+    let admin = cluster.nats_config().connect("probe").await.unwrap();
+    let leader = NatsCluster::wait_stream_leader(&admin, "JOBS", Duration::from_secs(30))
+        .await
+        .expect("JOBS has a leader");
+    cluster.partition(leader);
+    let started = Instant::now();
+    let mut new_leader = None;
+    while started.elapsed() < Duration::from_secs(60) {
+        new_leader = NatsCluster::stream_leader(&admin, "JOBS")
+            .await
+            .filter(|&n| n != leader);
+        if new_leader.is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    assert!(
+        new_leader.is_some(),
+        "no other node took JOBS over from the partitioned n{leader}\n{}",
+        cluster.logs()
+    );
+    assert_ne!(cluster.connected_node(&admin), Some(leader));
+    cluster.heal(leader);
+
+    let store_dir = TempDir::new("cluster-store");
+    let store = Store::connect(local_store(&store_dir)).unwrap();
+    let worker = convert_worker(&cluster, &store_dir).await.unwrap();
+    let ids = submit_conversions(&client, &store, "healed", 2).await;
+    assert_eq!(
+        terminal_states(&client, &ids, Duration::from_secs(60)).await,
+        [JobState::Succeeded; 2]
+    );
+    worker.shutdown().await.unwrap();
+}

@@ -77,8 +77,9 @@ mod terminal;
 /// A real 3-node JetStream cluster (tests/nats_cluster.rs): a worker given the three URLs keeps
 /// serving when its node and then the node leading `JOBS` are SIGKILLed; three workers started
 /// together on a fresh cluster all start and serve, and the CLI reads through the same list from
-/// `--server` and a `nats` context; a bind-only worker with nothing to bind to fails at once,
-/// naming `lightbox infra apply`.
+/// `--server` and a `nats` context; a partitioned `JOBS` leader is replaced and jobs flow after
+/// the heal; the k8s `NATS_URL` is three servers; a bind-only worker with nothing to bind to fails
+/// at once, naming `lightbox infra apply`.
 mod cluster;
 
 /// OTLP trace export through the real `lightbox-convert` binary to a test receiver: the job's
