@@ -378,3 +378,74 @@ async fn try_escalations(
         }
     }
 }
+
+/// Any function user may write any job's `jobs` entry (NATS cannot bind a key to "this job"), but
+/// a forged `succeeded` no longer makes the worker skip the job: `succeeded` is believed only with
+/// the function's own record of the success, which only its runtime writes (`results/<function>/`).
+#[tokio::test]
+async fn a_forged_succeeded_state_does_not_make_a_worker_skip_the_job() {
+    let server = secured_server().await;
+    let store_dir = TempDir::new("forged-state-store");
+    let store = Store::connect(local_store(&store_dir)).unwrap();
+    let input = ObjectKey::new("inputs/a.png").unwrap();
+    store
+        .put(&input, Bytes::from(noisy_png(16, 16, 3)))
+        .await
+        .unwrap();
+    let backend = Client::connect(&user_config(&server, "backend"))
+        .await
+        .unwrap();
+    let envelope = Envelope::new(
+        Function::Convert,
+        ConvertRequest {
+            input: input.clone(),
+            output: None,
+            format: ImageFormat::Png,
+            quality: None,
+            lossless: false,
+            resize: None,
+        },
+    );
+    let id = envelope.id.to_string();
+    backend.submit("convert", &envelope).await.unwrap();
+    // The render user forges the queued convert job's state before any convert worker runs.
+    let render = connect_as(&server, "render").await;
+    let forged = JobEvent::new(&id, "convert", JobState::Succeeded, 1, "forger");
+    let js = async_nats::jetstream::new(render);
+    js.publish(
+        format!("$KV.jobs.{id}"),
+        serde_json::to_vec(&forged).unwrap().into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .expect("function users may write job states (residual trust)");
+    let status = backend.status(&id).await.unwrap().unwrap();
+    assert_eq!(status.state, JobState::Succeeded, "the forgery is in place");
+
+    let mut config = lightbox_tests::worker_config(&server, local_store(&store_dir), "convert", 1);
+    config.nats = user_config(&server, "convert");
+    let worker = Worker::start(
+        config,
+        lightbox_convert::ConvertHandler {
+            limits: Default::default(),
+        },
+    )
+    .await
+    .expect("convert worker starts as user convert");
+    let event = backend
+        .wait(&id, Duration::from_secs(20), |_| {})
+        .await
+        .unwrap();
+    assert_eq!(event.state, JobState::Succeeded, "{event:?}");
+    assert_ne!(event.worker, "forger", "the worker ran the job: {event:?}");
+    assert_eq!(event.outputs.len(), 1, "{event:?}");
+    let output = ObjectKey::new(event.outputs[0].clone()).unwrap();
+    assert!(
+        store.exists(&output).await.unwrap(),
+        "the job's output {output} exists"
+    );
+    let status = backend.status(&id).await.unwrap().unwrap();
+    assert_eq!(status.worker, event.worker, "KV holds the worker's state");
+    worker.shutdown().await.unwrap();
+}

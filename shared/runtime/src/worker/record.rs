@@ -68,6 +68,18 @@ pub(super) async fn load(
         .filter(|record| record.stream_seq == stream_seq))
 }
 
+/// Whether any message of the job was recorded as succeeded by this function's runtime (a
+/// replay or continuation is a new message, so the stream sequence is not compared here).
+pub(super) async fn finished(store: &Store, key: &ObjectKey) -> Result<bool, StoreError> {
+    let Some(bytes) = store.get_runtime(key).await? else {
+        return Ok(false);
+    };
+    Ok(serde_json::from_slice::<Record>(&bytes)
+        .ok()
+        .and_then(|record| record.outcome)
+        .is_some_and(|outcome| outcome.event.state == crate::events::JobState::Succeeded))
+}
+
 /// Writes the record in one request (readers see the old record or the new one).
 pub(super) async fn save(
     store: &Store,

@@ -14,7 +14,7 @@
 //! | succeeded, waiting for another job        | `waiting`                                                   | ack      |
 //! | succeeded                                 | record outcome, publish continuation, `succeeded`           | ack (double when long) |
 //! | recorded by an earlier delivery           | the recorded unit again (same event, same msg id)           | as recorded |
-//! | succeeded earlier (KV)                    | publish continuation                                        | ack      |
+//! | succeeded earlier (KV + record)           | publish continuation                                        | ack      |
 //! | cancelled earlier (KV)                    | fail the continued job (cancelled)                          | ack      |
 //! | worker shutting down                      | record the hand-back, `retrying`                            | nak now  |
 //! | cancelled                                 | `cancelled`, fail the continued job                         | ack      |
@@ -147,8 +147,29 @@ pub(super) async fn before_running<H: Handler>(
     if parsed.is_ok() {
         // A job cancelled while queued, or finished by an earlier delivery, does not run again.
         if let Ok(Some(previous)) = shared.reporter.status(job_id).await {
-            if previous.state == JobState::Cancelled || previous.state == JobState::Succeeded {
+            if previous.state == JobState::Cancelled {
                 return (prior, Some(Verdict::AlreadyDone(previous.state)));
+            }
+            // `succeeded` in KV is believed only with this function's record of the success
+            // (written before any success is reported, under a prefix no job and no other
+            // function may write): any function user may write a job's KV entry, and a forged
+            // `succeeded` must not make the worker skip a job that never ran.
+            if previous.state == JobState::Succeeded {
+                match &prior.key {
+                    Some(key) => match record::finished(&shared.store, key).await {
+                        Ok(true) => return (prior, Some(Verdict::AlreadyDone(previous.state))),
+                        Ok(false) => warn!(
+                            "the job's state says succeeded but this function has no record of \
+                             finishing it; running it"
+                        ),
+                        // Cannot tell: not run on a guess, not skipped on one either.
+                        Err(err) => {
+                            let reason = format!("could not read the job's record: {err}");
+                            return (prior, Some(Verdict::Later(reason)));
+                        }
+                    },
+                    None => return (prior, Some(Verdict::AlreadyDone(previous.state))),
+                }
             }
         }
     }
