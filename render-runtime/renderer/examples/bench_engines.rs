@@ -258,6 +258,7 @@ fn main() -> Result<()> {
                 samples: opts.samples,
                 ref_samples: opts.ref_samples,
                 native_spp: opts.native_spp.clone(),
+                adaptive: Vec::new(),
                 dir: opts
                     .out
                     .clone()

@@ -14,8 +14,12 @@
 //! cargo run --release -p render-runtime --example bench_render -- \
 //!     [--detail 1.0] [--only fair|denoise|still512|still1024|turntable] [--out DIR] \
 //!     [--size 512] [--samples 64] [--ref-samples 256] [--native-spp 16,32,64,128,256] \
-//!     [--blender-python .tools/bpy/bin/python]
+//!     [--adaptive 0.01,0.02] [--blender-python .tools/bpy/bin/python]
 //! ```
+//!
+//! `--adaptive` adds native rows with adaptive sampling at each threshold (spec field
+//! `adaptive_threshold`) for every `--native-spp` budget; the table's `avg spp` column shows the
+//! samples per pixel actually traced.
 //!
 //! Blender's Python comes from `--blender-python`, `LIGHTBOX_BLENDER_PYTHON` or `.tools/bpy`
 //! (`tools/setup-bpy.sh`, which also installs FLIP). Without it only the native cases run.
@@ -69,6 +73,7 @@ struct Options {
     samples: u32,
     ref_samples: u32,
     native_spp: Vec<u32>,
+    adaptive: Vec<f32>,
 }
 
 fn parse_options() -> Result<Options> {
@@ -80,6 +85,7 @@ fn parse_options() -> Result<Options> {
         samples: 64,
         ref_samples: 256,
         native_spp: vec![16, 32, 64, 128, 256],
+        adaptive: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -97,6 +103,13 @@ fn parse_options() -> Result<Options> {
                     .map(|n| n.trim().parse::<u32>())
                     .collect::<Result<_, _>>()
                     .context("--native-spp")?
+            }
+            "--adaptive" => {
+                opts.adaptive = value()?
+                    .split(',')
+                    .map(|n| n.trim().parse::<f32>())
+                    .collect::<Result<_, _>>()
+                    .context("--adaptive")?
             }
             // Where Blender's Python is: the engines read LIGHTBOX_BLENDER_PYTHON.
             "--blender-python" => {
@@ -167,6 +180,7 @@ fn main() -> Result<()> {
                 samples: opts.samples,
                 ref_samples: opts.ref_samples,
                 native_spp: opts.native_spp.clone(),
+                adaptive: opts.adaptive.clone(),
                 dir: out_dir.clone(),
                 device: Some("CPU".into()),
             },

@@ -14,6 +14,9 @@ pub struct Film {
     pub normal: Vec<[f32; 3]>,
     /// Estimated variance of each pixel's mean luminance (guides the built-in denoiser).
     pub variance: Vec<f32>,
+    /// Samples each pixel received: the frame's sample count, or fewer where adaptive
+    /// sampling found the pixel converged.
+    pub samples: Vec<u32>,
 }
 
 impl Film {
@@ -26,11 +29,18 @@ impl Film {
             albedo: vec![[0.0; 3]; n],
             normal: vec![[0.0; 3]; n],
             variance: vec![0.0; n],
+            samples: vec![0; n],
         }
     }
 
     pub fn pixel_count(&self) -> usize {
         self.color.len()
+    }
+
+    /// Average samples per pixel actually traced.
+    pub fn mean_samples(&self) -> f64 {
+        let n = self.samples.len().max(1) as f64;
+        self.samples.iter().map(|&s| s as f64).sum::<f64>() / n
     }
 
     /// Mean linear radiance over pixels with full coverage (used by analytic tests).

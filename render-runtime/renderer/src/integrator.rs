@@ -63,6 +63,30 @@ pub struct FrameSettings {
     pub samples: u32,
     pub seed: u64,
     pub max_bounces: u32,
+    /// Relative error at which a pixel stops sampling; 0 renders every pixel at `samples`.
+    pub adaptive_threshold: f32,
+}
+
+/// Samples every pixel gets before adaptive sampling may stop it: a quarter of the budget, at
+/// least 16 (or the whole budget when that is smaller).
+pub fn adaptive_min_samples(budget: u32) -> u32 {
+    (budget / 4).max(16).min(budget)
+}
+
+/// Estimated relative error of a pixel's mean after `n` samples, from the sums of its
+/// radiance and alpha (`color`) and of their squares: the standard error of the mean
+/// luminance and of the mean alpha (the shadow catcher's shadow), each relative to its value
+/// plus a small floor so near-black pixels are not held to an impossible standard; the larger
+/// of the two.
+pub fn pixel_error(color: &[f32; 4], lum_sq_sum: f32, alpha_sq_sum: f32, n: u32) -> f32 {
+    const FLOOR: f32 = 0.02;
+    let n = n.max(1) as f32;
+    let lum = Vec3::new(color[0], color[1], color[2]).luminance() / n;
+    let alpha = color[3] / n;
+    let std_err = |mean: f32, sq: f32| ((sq / n - mean * mean).max(0.0) / n).sqrt();
+    let e_lum = std_err(lum, lum_sq_sum) / (lum.abs() + FLOOR);
+    let e_alpha = std_err(alpha, alpha_sq_sum) / (alpha.abs() + FLOOR);
+    e_lum.max(e_alpha)
 }
 
 /// What one camera sample produced.
@@ -155,6 +179,11 @@ impl<'a> Integrator<'a> {
 
     /// Renders one frame into a new film. `progress_base` and `progress_total` let turntables
     /// report progress across frames. Returns the film and the number of rays traced.
+    ///
+    /// With [`FrameSettings::adaptive_threshold`] above zero the sample count is a budget: after
+    /// [`adaptive_min_samples`] samples, every pass ends by estimating each pixel's relative
+    /// error from its running variance ([`pixel_error`]); pixels below the threshold, with no
+    /// unconverged neighbour, stop receiving samples. [`Film::samples`] says how many each got.
     pub fn render(
         &self,
         settings: &FrameSettings,
@@ -163,8 +192,15 @@ impl<'a> Integrator<'a> {
         progress_total: u64,
     ) -> Result<(Film, u64), Cancelled> {
         let width = settings.width as usize;
+        let height = settings.height as usize;
         let mut film = Film::new(settings.width, settings.height);
         let rays = AtomicU64::new(0);
+        let adaptive = settings.adaptive_threshold > 0.0;
+        let min_samples = adaptive_min_samples(settings.samples);
+        // Sums of squared luminance and squared alpha per pixel, for the error estimate.
+        let mut lum_sq = vec![0.0f32; film.pixel_count()];
+        let mut alpha_sq = vec![0.0f32; film.pixel_count()];
+        let mut active = vec![true; film.pixel_count()];
         // Cancellation is checked between passes, so a pass must stay short on large images:
         // about 16 passes per frame, but never more than ~1 M pixel-samples in one pass.
         let pixels = (settings.width as u64 * settings.height as u64).max(1);
@@ -181,52 +217,100 @@ impl<'a> Integrator<'a> {
                 .par_chunks_mut(chunk)
                 .zip(film.albedo.par_chunks_mut(chunk))
                 .zip(film.normal.par_chunks_mut(chunk))
-                .zip(film.variance.par_chunks_mut(chunk))
+                .zip(film.samples.par_chunks_mut(chunk))
+                .zip(lum_sq.par_chunks_mut(chunk))
+                .zip(alpha_sq.par_chunks_mut(chunk))
+                .zip(active.par_chunks(chunk))
                 .enumerate()
-                .for_each(|(strip, (((color, albedo), normal), lum_sq))| {
-                    let mut local_rays = 0u64;
-                    let y0 = strip * STRIP_ROWS;
-                    let pixels = color
-                        .iter_mut()
-                        .zip(albedo.iter_mut())
-                        .zip(normal.iter_mut())
-                        .zip(lum_sq.iter_mut());
-                    for (i, (((c, a), n), l2)) in pixels.enumerate() {
-                        let y = y0 + i / width;
-                        let x = i % width;
-                        let pixel = (y * width + x) as u64;
-                        for s in done..pass_end {
-                            let mut sampler =
-                                Sampler::for_pixel(settings.seed, pixel, s, settings.samples);
-                            let r =
-                                self.sample_pixel(x, y, settings, &mut sampler, &mut local_rays);
-                            c[0] += r.radiance.x;
-                            c[1] += r.radiance.y;
-                            c[2] += r.radiance.z;
-                            c[3] += r.alpha;
-                            let lum = r.radiance.luminance();
-                            *l2 += lum * lum;
-                            a[0] += r.albedo.x;
-                            a[1] += r.albedo.y;
-                            a[2] += r.albedo.z;
-                            n[0] += r.normal.x;
-                            n[1] += r.normal.y;
-                            n[2] += r.normal.z;
+                .for_each(
+                    |(strip, ((((((color, albedo), normal), count), l2s), a2s), live))| {
+                        let mut local_rays = 0u64;
+                        let y0 = strip * STRIP_ROWS;
+                        for i in 0..color.len() {
+                            if !live[i] {
+                                continue;
+                            }
+                            let y = y0 + i / width;
+                            let x = i % width;
+                            let pixel = (y * width + x) as u64;
+                            let (c, a, n) = (&mut color[i], &mut albedo[i], &mut normal[i]);
+                            for s in done..pass_end {
+                                // An adaptive pixel may stop at any sample, so its alpha tests use
+                                // the lattice, whose every prefix is spread evenly.
+                                let mut sampler = if adaptive {
+                                    Sampler::new(settings.seed, pixel, s)
+                                } else {
+                                    Sampler::for_pixel(settings.seed, pixel, s, settings.samples)
+                                };
+                                let r = self.sample_pixel(
+                                    x,
+                                    y,
+                                    settings,
+                                    &mut sampler,
+                                    &mut local_rays,
+                                );
+                                c[0] += r.radiance.x;
+                                c[1] += r.radiance.y;
+                                c[2] += r.radiance.z;
+                                c[3] += r.alpha;
+                                let lum = r.radiance.luminance();
+                                l2s[i] += lum * lum;
+                                a2s[i] += r.alpha * r.alpha;
+                                a[0] += r.albedo.x;
+                                a[1] += r.albedo.y;
+                                a[2] += r.albedo.z;
+                                n[0] += r.normal.x;
+                                n[1] += r.normal.y;
+                                n[2] += r.normal.z;
+                            }
+                            count[i] = pass_end;
                         }
-                    }
-                    rays.fetch_add(local_rays, Ordering::Relaxed);
-                });
+                        rays.fetch_add(local_rays, Ordering::Relaxed);
+                    },
+                );
             done = pass_end;
             hooks.progress(progress_base + done as u64, progress_total);
+            if adaptive && done >= min_samples && done < settings.samples {
+                let unconverged: Vec<bool> = (0..active.len())
+                    .into_par_iter()
+                    .map(|p| {
+                        active[p]
+                            && pixel_error(&film.color[p], lum_sq[p], alpha_sq[p], done)
+                                >= settings.adaptive_threshold
+                    })
+                    .collect();
+                // A pixel keeps sampling while it or a neighbour is unconverged: a lucky run of
+                // samples in one pixel of a noisy region does not freeze it.
+                active = (0..active.len())
+                    .into_par_iter()
+                    .map(|p| {
+                        let (x, y) = (p % width, p / width);
+                        active[p]
+                            && (y.saturating_sub(1)..(y + 2).min(height)).any(|ny| {
+                                (x.saturating_sub(1)..(x + 2).min(width))
+                                    .any(|nx| unconverged[ny * width + nx])
+                            })
+                    })
+                    .collect();
+                if !active.iter().any(|&a| a) {
+                    break;
+                }
+            }
         }
-        let inv = 1.0 / settings.samples as f32;
-        for (c, var) in film.color.iter_mut().zip(film.variance.iter_mut()) {
+        for (p, (c, var)) in film
+            .color
+            .iter_mut()
+            .zip(film.variance.iter_mut())
+            .enumerate()
+        {
+            let inv = 1.0 / film.samples[p].max(1) as f32;
             *c = c.map(|v| v * inv);
-            // `var` holds the sum of squared luminance; turn it into the variance of the mean.
+            // Turn the sum of squared luminance into the variance of the mean.
             let mean = Vec3::new(c[0], c[1], c[2]).luminance();
-            *var = (*var * inv - mean * mean).max(0.0) * inv;
+            *var = (lum_sq[p] * inv - mean * mean).max(0.0) * inv;
         }
-        for a in &mut film.albedo {
+        for (a, &n) in film.albedo.iter_mut().zip(film.samples.iter()) {
+            let inv = 1.0 / n.max(1) as f32;
             *a = a.map(|v| v * inv);
         }
         for n in &mut film.normal {
@@ -280,7 +364,12 @@ impl<'a> Integrator<'a> {
                     if ray.dir.y < 0.0 {
                         let t_ground = (ground_y - ray.origin.y) / ray.dir.y;
                         if t_ground > 0.0 && t_ground < t_hit {
-                            return self.shadow_catcher(ray.at(t_ground), sampler, rays);
+                            return self.shadow_catcher(
+                                ray.at(t_ground),
+                                max_bounces,
+                                sampler,
+                                rays,
+                            );
                         }
                     }
                 }
@@ -412,12 +501,24 @@ impl<'a> Integrator<'a> {
         out
     }
 
-    /// Shadow-catcher sample at a ground point: coverage is how much light the model blocks.
-    fn shadow_catcher(&self, p: Vec3, sampler: &mut Sampler, rays: &mut u64) -> SampleResult {
+    /// Shadow-catcher sample at a ground point: coverage is how much of the light the ground
+    /// would receive without the model it loses with the model there, as Cycles' catcher
+    /// computes it (light with the model over light without it). The model blocks the lights
+    /// and the environment, and gives back what it reflects onto the ground: a cosine-sampled
+    /// direction that hits the model brings the path-traced radiance leaving the model toward
+    /// the ground instead of the environment's. The no-model irradiance uses the environment's
+    /// exact ground irradiance, so the ratio does not carry the noise of its own denominator.
+    fn shadow_catcher(
+        &self,
+        p: Vec3,
+        max_bounces: u32,
+        sampler: &mut Sampler,
+        rays: &mut u64,
+    ) -> SampleResult {
         let n = Vec3::new(0.0, 1.0, 0.0);
         let origin = p + n * self.eps;
         let mut unoccluded = 0.0f32;
-        let mut occluded_sum = 0.0f32;
+        let mut received = 0.0f32;
         for light in &self.rig.lights {
             let (u1, u2) = sampler.next_2d();
             let target = light.corner + light.edge_u * u1 + light.edge_v * u2;
@@ -439,23 +540,33 @@ impl<'a> Integrator<'a> {
                 t_max: dist * (1.0 - 1e-4),
             };
             if !self.occluded(&shadow, sampler, rays) {
-                occluded_sum += e;
+                received += e;
             }
         }
+        unoccluded += self.rig.environment.ground_irradiance().luminance();
         let (u1, u2) = sampler.next_2d();
         let local = sample_cosine(u1, u2);
         let dir = Vec3::new(local.x, local.z, local.y);
-        // Cosine-weighted estimate of the environment's irradiance: L * pi.
-        let e = self.rig.environment.radiance(dir).luminance() * std::f32::consts::PI;
-        unoccluded += e;
-        if !self.occluded(&Ray::new(origin, dir), sampler, rays) {
-            occluded_sum += e;
-        }
+        let ray = Ray::new(origin, dir);
+        // Cosine-weighted estimate of the irradiance from this direction: L * pi.
+        let radiance = if !self.occluded(&ray, sampler, rays) {
+            self.rig.environment.radiance(dir)
+        } else if max_bounces > 0 {
+            // Light the model reflects onto the ground (lights and environment, as any
+            // bounce sees them).
+            self.trace_path(ray, max_bounces - 1, sampler, rays)
+                .radiance
+        } else {
+            Vec3::ZERO
+        };
+        received += radiance.luminance() * std::f32::consts::PI;
         let lit = if unoccluded > 0.0 {
-            occluded_sum / unoccluded
+            received / unoccluded
         } else {
             1.0
         };
+        // Unclamped per sample (bounce light can make a sample brighter than no model at
+        // all), so the pixel's mean is unbiased; the encoder clamps the mean.
         SampleResult {
             radiance: Vec3::ZERO,
             alpha: self.rig.ground_opacity * (1.0 - lit),

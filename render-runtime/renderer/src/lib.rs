@@ -141,6 +141,9 @@ pub struct RenderOutput {
     /// Rays traced (camera, bounce and shadow rays), summed over frames.
     pub rays: u64,
     pub mrays_per_s: f64,
+    /// Average samples per pixel actually traced, over frames: `samples`, or less where
+    /// adaptive sampling stopped converged pixels early.
+    pub mean_samples: f64,
 }
 
 /// A scene imported and accelerated once, ready for any number of renders.
@@ -228,6 +231,7 @@ impl PreparedScene {
             samples: plan.samples,
             seed: frame_seed(plan.seed, frame as u32),
             max_bounces: plan.max_bounces,
+            adaptive_threshold: plan.adaptive_threshold,
         };
         let total = plan.samples as u64 * plan.frame_angles.len() as u64;
         let base = plan.samples as u64 * frame as u64;
@@ -261,11 +265,13 @@ impl PreparedScene {
         let mut images = Vec::with_capacity(plan.frame_angles.len());
         let mut display_frames = Vec::new();
         let mut denoiser_used = plan.denoiser;
+        let mut samples_sum = 0.0f64;
         for frame in 0..plan.frame_angles.len() {
             let t0 = Instant::now();
             let (mut film, frame_rays) = self.render_film(plan, frame, hooks)?;
             timings.render += t0.elapsed();
             rays += frame_rays;
+            samples_sum += film.mean_samples();
 
             let t1 = Instant::now();
             denoiser_used =
@@ -313,6 +319,7 @@ impl PreparedScene {
             denoiser: denoiser_used,
             timings,
             rays,
+            mean_samples: samples_sum / plan.frame_angles.len().max(1) as f64,
             mrays_per_s: if render_secs > 0.0 {
                 rays as f64 / render_secs / 1e6
             } else {

@@ -147,6 +147,16 @@ pub struct RenderSpec {
     pub studio: Studio,
     pub turntable: Option<TurntableSpec>,
     pub format: ImageFormat,
+    /// Adaptive sampling (native engine): `samples` becomes a per-pixel budget and a pixel
+    /// stops once its estimated relative error (standard error of its mean luminance and alpha
+    /// over the value) falls below this, after a quarter of the budget (at least 16). `0`, the
+    /// default, gives every pixel the full count. The Cycles engine ignores it.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub adaptive_threshold: f32,
+}
+
+fn is_zero(v: &f32) -> bool {
+    *v == 0.0
 }
 
 impl Default for RenderSpec {
@@ -163,6 +173,7 @@ impl Default for RenderSpec {
             studio: Studio::product(),
             turntable: None,
             format: ImageFormat::default(),
+            adaptive_threshold: 0.0,
         }
     }
 }
@@ -215,6 +226,8 @@ pub struct RenderPlan {
     pub frame_ms: u32,
     pub is_turntable: bool,
     pub format: ImageFormat,
+    /// See [`RenderSpec::adaptive_threshold`]; 0 is off.
+    pub adaptive_threshold: f32,
 }
 
 impl RenderSpec {
@@ -259,6 +272,12 @@ impl RenderSpec {
             return Err(invalid(
                 "exposure",
                 format!("{} must be within ±20 stops", self.exposure),
+            ));
+        }
+        if !(0.0..=1.0).contains(&self.adaptive_threshold) {
+            return Err(invalid(
+                "adaptive_threshold",
+                format!("{} must be between 0 and 1", self.adaptive_threshold),
             ));
         }
         match &self.format {
@@ -336,6 +355,7 @@ impl RenderSpec {
             frame_ms,
             is_turntable: self.turntable.is_some(),
             format: self.format.clone(),
+            adaptive_threshold: self.adaptive_threshold,
         })
     }
 }

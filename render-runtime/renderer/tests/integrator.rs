@@ -239,3 +239,89 @@ fn furnace_absorbing_glass_darkens_by_beer_lambert() {
         "red keeps {ratio} of its light through the sphere"
     );
 }
+
+/// A lit diffuse sphere (noisy: area lights, bounces) over an empty background (flat: every
+/// camera ray there misses), no ground, rendered at `samples` with the given threshold.
+fn adaptive_film(samples: u32, threshold: f32) -> render_runtime::Film {
+    let prepared = PreparedScene::from_scene(testmodels::sphere_scene(
+        1.0,
+        32,
+        Material::lambertian([0.6; 3]),
+    ))
+    .unwrap();
+    let spec = RenderSpec {
+        width: 48,
+        height: 32,
+        samples: Some(samples),
+        seed: 5,
+        adaptive_threshold: threshold,
+        studio: Studio {
+            ground: None,
+            background: Background::Transparent,
+            ..Studio::product()
+        },
+        ..RenderSpec::default()
+    };
+    let plan = spec.resolve().unwrap();
+    prepared.render_film(&plan, 0, &NoHooks).unwrap().0
+}
+
+fn rmse(a: &render_runtime::Film, b: &render_runtime::Film) -> f64 {
+    let sum: f64 = a
+        .color
+        .iter()
+        .zip(&b.color)
+        .flat_map(|(x, y)| (0..4).map(move |c| (x[c] - y[c]) as f64))
+        .map(|d| d * d)
+        .sum();
+    (sum / (a.color.len() * 4) as f64).sqrt()
+}
+
+#[test]
+fn adaptive_sampling_stops_flat_background_early_and_keeps_the_image() {
+    let budget = 64;
+    let full = adaptive_film(budget, 0.0);
+    let adaptive = adaptive_film(budget, 0.02);
+    // Off: every pixel gets the whole budget.
+    assert!(full.samples.iter().all(|&n| n == budget));
+    // The corner sees only background: it stops at the minimum (a quarter of the budget).
+    let corner = adaptive.samples[0];
+    assert_eq!(
+        corner, 16,
+        "background pixel took {corner} of {budget} samples"
+    );
+    // Every pixel whose 3x3 neighbourhood sees only background stops early (a neighbour of
+    // the silhouette keeps sampling with it).
+    let (w, h) = (48usize, 32usize);
+    let empty = |x: usize, y: usize| adaptive.color[y * w + x][3] == 0.0;
+    let background: Vec<u32> = (1..h - 1)
+        .flat_map(|y| (1..w - 1).map(move |x| (x, y)))
+        .filter(|&(x, y)| (y - 1..=y + 1).all(|ny| (x - 1..=x + 1).all(|nx| empty(nx, ny))))
+        .map(|(x, y)| adaptive.samples[y * w + x])
+        .collect();
+    assert!(
+        background.len() > 100,
+        "{} background pixels",
+        background.len()
+    );
+    assert!(
+        background.iter().all(|&n| n < budget),
+        "background spp {background:?}"
+    );
+    // The sphere's lit pixels are noisy and keep sampling to the budget.
+    let centre = adaptive.samples[16 * 48 + 24];
+    assert_eq!(centre, budget, "sphere centre stopped at {centre}");
+    let mean = adaptive.mean_samples();
+    assert!(mean < 0.8 * budget as f64, "mean spp {mean}");
+    // The image is the non-adaptive one up to noise: the difference is far below the noise of
+    // a 16-spp render against the full budget.
+    let coarse = adaptive_film(16, 0.0);
+    let (diff, noise) = (rmse(&adaptive, &full), rmse(&coarse, &full));
+    println!("mean spp {mean:.1} of {budget}; RMSE adaptive vs full {diff:.5}, 16 spp vs full {noise:.5}");
+    assert!(
+        diff < 0.25 * noise,
+        "adaptive vs full RMSE {diff:.5}, 16 spp vs full {noise:.5}"
+    );
+    // Deterministic for a given seed.
+    assert_eq!(adaptive, adaptive_film(budget, 0.02));
+}

@@ -773,6 +773,7 @@ impl CyclesEngine {
             timings,
             rays: 0,
             mrays_per_s: 0.0,
+            mean_samples: plan.samples as f64,
         })
     }
 }
