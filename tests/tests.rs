@@ -58,6 +58,10 @@ mod corpus_run;
 /// `lightbox-render` binary; a missing sibling and a reference out of the prefix fail naming it.
 mod gltf_files;
 
+/// Multi-file models (a `.gltf` with its `.bin` and PNGs, a USD stage with sibling textures)
+/// converted by the real `lightbox-convert` binary from their key prefix; a missing sibling fails.
+mod convert_files;
+
 /// The `lightbox` command as operators use it: only `infra apply` changes the server (raised
 /// limits survive `dlq list`, `queues`, `status`), unknown and malformed ids, NATS down, server and
 /// identity from flags, `nats` contexts and the environment, and `--json` reads.

@@ -366,17 +366,20 @@ async fn convert_model_job(
     fetch_ms: f64,
 ) -> Result<Outcome, JobError> {
     let format = model_format(request.format).expect("a model format");
-    let input_for_worker = input.clone();
+    let limits = lightbox_scene::ImportLimits::default();
+    // A `.gltf`'s buffers and images and a USD stage's layers and textures, read from beside
+    // the input under its key prefix, travel with it as one self-contained model.
+    let fetched = fetch_sibling_files(ctx, &request.input, input.clone(), &limits).await?;
     let converted = tokio::task::spawn_blocking(move || {
-        model::convert_model(
-            &input_for_worker,
-            format,
-            &lightbox_scene::ImportLimits::default(),
-        )
+        let bundled = fetched
+            .into_model_bytes::<JobError>(&limits)
+            .map_err(|err| lightbox_runtime::error::error_chain(&err))?;
+        model::convert_model(&bundled, format, &limits)
+            .map_err(|err| lightbox_runtime::error::error_chain(&err))
     })
     .await
     .map_err(|err| JobError::permanent(format!("conversion crashed: {err}")))?
-    .map_err(|err| JobError::permanent(lightbox_runtime::error::error_chain(&err)))?;
+    .map_err(JobError::permanent)?;
     if ctx.is_cancelled() {
         return Err(JobError::Cancelled);
     }
@@ -478,6 +481,60 @@ pub mod samples {
             }
         }
         crc
+    }
+}
+
+/// The files the model at `key` names beside it (`models/bottle.gltf` names
+/// `models/bottle.bin` as `bottle.bin`), fetched from the store within `limits`
+/// (`lightbox_scene::model_files`, which the render function uses too). A missing file fails the
+/// job naming it and the key looked for; a store that does not answer is retried.
+async fn fetch_sibling_files(
+    ctx: &lightbox_runtime::worker::JobContext,
+    key: &ObjectKey,
+    model: Bytes,
+    limits: &lightbox_scene::ImportLimits,
+) -> Result<lightbox_scene::model_files::FetchedFiles, JobError> {
+    use lightbox_runtime::StoreError;
+    use lightbox_scene::model_files::{fetch_model_files, Fetch, ModelFilesError};
+    use lightbox_scene::resources::ResourceError;
+
+    let prefix = key.as_str().rsplit_once('/').map(|(prefix, _)| prefix);
+    let fetch = |path: String, max_bytes: u64| async move {
+        let looked_for = match prefix {
+            Some(prefix) => format!("{prefix}/{path}"),
+            None => path.clone(),
+        };
+        let sibling = match ObjectKey::new(looked_for.clone()) {
+            Ok(sibling) => sibling,
+            Err(err) => {
+                return Fetch::Failed(ResourceError::Refused {
+                    uri: path,
+                    reason: err.reason,
+                })
+            }
+        };
+        match ctx.store.get(&sibling, Some(max_bytes)).await {
+            Ok(bytes) => Fetch::Ok(Vec::from(bytes)),
+            Err(StoreError::NotFound { .. }) => {
+                Fetch::Failed(ResourceError::NotFound { path, looked_for })
+            }
+            Err(StoreError::TooLarge { size, limit, .. }) => {
+                Fetch::Failed(ResourceError::TooLarge { path, size, limit })
+            }
+            Err(err) => Fetch::Other(JobError::from(err)),
+        }
+    };
+    match fetch_model_files(key.as_str(), Vec::from(model), limits, fetch).await {
+        Ok(fetched) => {
+            if fetched.fetched() > 0 {
+                tracing::info!(model = %key, files = fetched.fetched(), "fetched the files the model names");
+            }
+            Ok(fetched)
+        }
+        Err(ModelFilesError::Fetch(err)) => Err(err),
+        Err(err) => Err(JobError::permanent(lightbox_runtime::error::error_chain(
+            &err,
+        ))),
     }
 }
 

@@ -18,6 +18,7 @@ pub mod gltf_material;
 pub mod material;
 pub mod math;
 mod meshopt_decode;
+pub mod model_files;
 pub mod resources;
 pub mod tangents;
 pub mod texture;
