@@ -322,6 +322,26 @@ fn adaptive_sampling_stops_flat_background_early_and_keeps_the_image() {
         diff < 0.25 * noise,
         "adaptive vs full RMSE {diff:.5}, 16 spp vs full {noise:.5}"
     );
+    // A looser threshold also stops lit sphere pixels early, and the image stays well within
+    // the 16-spp noise of the full render.
+    let loose = adaptive_film(budget, 0.1);
+    let lit_early = loose
+        .color
+        .iter()
+        .zip(&loose.samples)
+        .filter(|(c, &n)| c[3] == 1.0 && n < budget)
+        .count();
+    assert!(lit_early > 20, "{lit_early} sphere pixels stopped early");
+    let loose_diff = rmse(&loose, &full);
+    println!(
+        "threshold 0.1: mean spp {:.1}, RMSE vs full {loose_diff:.5}",
+        loose.mean_samples()
+    );
+    assert!(
+        loose_diff < 0.5 * noise,
+        "threshold 0.1 vs full RMSE {loose_diff:.5}, 16 spp vs full {noise:.5}"
+    );
     // Deterministic for a given seed.
     assert_eq!(adaptive, adaptive_film(budget, 0.02));
+    assert_eq!(loose, adaptive_film(budget, 0.1));
 }
