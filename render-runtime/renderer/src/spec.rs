@@ -449,9 +449,27 @@ mod tests {
                 }),
                 ..RenderSpec::default()
             },
+            RenderSpec {
+                adaptive_threshold: -0.01,
+                ..RenderSpec::default()
+            },
+            RenderSpec {
+                adaptive_threshold: f32::NAN,
+                ..RenderSpec::default()
+            },
         ] {
             assert!(spec.resolve().is_err(), "{spec:?}");
         }
+    }
+
+    #[test]
+    fn adaptive_threshold_is_off_by_default_and_only_serialised_when_set() {
+        let spec = RenderSpec::default();
+        assert_eq!(spec.resolve().unwrap().adaptive_threshold, 0.0);
+        let json = serde_json::to_string(&spec).unwrap();
+        assert!(!json.contains("adaptive"), "{json}");
+        let on: RenderSpec = serde_json::from_str(r#"{"adaptive_threshold": 0.02}"#).unwrap();
+        assert_eq!(on.resolve().unwrap().adaptive_threshold, 0.02);
     }
 
     #[test]
