@@ -364,7 +364,12 @@ impl<'a> Integrator<'a> {
                     if ray.dir.y < 0.0 {
                         let t_ground = (ground_y - ray.origin.y) / ray.dir.y;
                         if t_ground > 0.0 && t_ground < t_hit {
-                            return self.shadow_catcher(ray.at(t_ground), sampler, rays);
+                            return self.shadow_catcher(
+                                ray.at(t_ground),
+                                max_bounces,
+                                sampler,
+                                rays,
+                            );
                         }
                     }
                 }
@@ -496,12 +501,24 @@ impl<'a> Integrator<'a> {
         out
     }
 
-    /// Shadow-catcher sample at a ground point: coverage is how much light the model blocks.
-    fn shadow_catcher(&self, p: Vec3, sampler: &mut Sampler, rays: &mut u64) -> SampleResult {
+    /// Shadow-catcher sample at a ground point: coverage is how much of the light the ground
+    /// would receive without the model it loses with the model there, as Cycles' catcher
+    /// computes it (light with the model over light without it). The model blocks the lights
+    /// and the environment, and gives back what it reflects onto the ground: a cosine-sampled
+    /// direction that hits the model brings the path-traced radiance leaving the model toward
+    /// the ground instead of the environment's. The no-model irradiance uses the environment's
+    /// exact ground irradiance, so the ratio does not carry the noise of its own denominator.
+    fn shadow_catcher(
+        &self,
+        p: Vec3,
+        max_bounces: u32,
+        sampler: &mut Sampler,
+        rays: &mut u64,
+    ) -> SampleResult {
         let n = Vec3::new(0.0, 1.0, 0.0);
         let origin = p + n * self.eps;
         let mut unoccluded = 0.0f32;
-        let mut occluded_sum = 0.0f32;
+        let mut received = 0.0f32;
         for light in &self.rig.lights {
             let (u1, u2) = sampler.next_2d();
             let target = light.corner + light.edge_u * u1 + light.edge_v * u2;
@@ -523,23 +540,33 @@ impl<'a> Integrator<'a> {
                 t_max: dist * (1.0 - 1e-4),
             };
             if !self.occluded(&shadow, sampler, rays) {
-                occluded_sum += e;
+                received += e;
             }
         }
+        unoccluded += self.rig.environment.ground_irradiance().luminance();
         let (u1, u2) = sampler.next_2d();
         let local = sample_cosine(u1, u2);
         let dir = Vec3::new(local.x, local.z, local.y);
-        // Cosine-weighted estimate of the environment's irradiance: L * pi.
-        let e = self.rig.environment.radiance(dir).luminance() * std::f32::consts::PI;
-        unoccluded += e;
-        if !self.occluded(&Ray::new(origin, dir), sampler, rays) {
-            occluded_sum += e;
-        }
+        let ray = Ray::new(origin, dir);
+        // Cosine-weighted estimate of the irradiance from this direction: L * pi.
+        let radiance = if !self.occluded(&ray, sampler, rays) {
+            self.rig.environment.radiance(dir)
+        } else if max_bounces > 0 {
+            // Light the model reflects onto the ground (lights and environment, as any
+            // bounce sees them).
+            self.trace_path(ray, max_bounces - 1, sampler, rays)
+                .radiance
+        } else {
+            Vec3::ZERO
+        };
+        received += radiance.luminance() * std::f32::consts::PI;
         let lit = if unoccluded > 0.0 {
-            occluded_sum / unoccluded
+            received / unoccluded
         } else {
             1.0
         };
+        // Unclamped per sample (bounce light can make a sample brighter than no model at
+        // all), so the pixel's mean is unbiased; the encoder clamps the mean.
         SampleResult {
             radiance: Vec3::ZERO,
             alpha: self.rig.ground_opacity * (1.0 - lit),

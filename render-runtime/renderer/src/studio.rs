@@ -96,6 +96,21 @@ impl Default for Environment {
 }
 
 impl Environment {
+    /// Irradiance (linear RGB) the environment delivers to an upward-facing plane with nothing
+    /// above it: the cosine-weighted integral of the upper hemisphere. For the gradient,
+    /// `2 pi * integral of (h + (z - h) sqrt(mu)) mu dmu` over `mu` in 0..1 = `pi (0.2 h + 0.8 z)`.
+    pub fn ground_irradiance(&self) -> Vec3 {
+        match self {
+            Environment::Uniform { radiance } => Vec3::from_array(*radiance) * std::f32::consts::PI,
+            Environment::Gradient {
+                zenith, horizon, ..
+            } => {
+                (Vec3::from_array(*horizon) * 0.2 + Vec3::from_array(*zenith) * 0.8)
+                    * std::f32::consts::PI
+            }
+        }
+    }
+
     /// Radiance arriving along `-dir` (i.e. seen when looking in direction `dir`).
     pub fn radiance(&self, dir: Vec3) -> Vec3 {
         match self {
