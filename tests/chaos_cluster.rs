@@ -416,6 +416,12 @@ pub async fn run() -> anyhow::Result<()> {
         };
         eprintln!("chaos-cluster: stuck {id}: {description}; {queued} in JOBS");
     }
+    if !stuck_ids.is_empty() {
+        // Locks still held name their owner job: a stuck job waiting on a lock shows here.
+        for (lock, owner) in held_locks(&admin_js).await {
+            eprintln!("chaos-cluster: lock {lock} in tessellate_locks held by {owner}");
+        }
+    }
     let dead_letters = admin_js
         .get_stream("DLQ")
         .await?
@@ -447,6 +453,25 @@ pub async fn run() -> anyhow::Result<()> {
         std::process::exit(1);
     }
     Ok(())
+}
+
+/// The entries of the locks bucket: lock name and the owner recorded as its value.
+async fn held_locks(js: &async_nats::jetstream::Context) -> Vec<(String, String)> {
+    use futures::StreamExt;
+    let Ok(kv) = js.get_key_value(infra::LOCKS_BUCKET).await else {
+        return Vec::new();
+    };
+    let Ok(keys) = kv.keys().await else {
+        return Vec::new();
+    };
+    let keys: Vec<String> = keys.filter_map(|k| async move { k.ok() }).collect().await;
+    let mut held = Vec::new();
+    for key in keys {
+        if let Ok(Some(owner)) = kv.get(&key).await {
+            held.push((key, String::from_utf8_lossy(&owner).into_owned()));
+        }
+    }
+    held
 }
 
 /// The job ids (`Nats-Msg-Id`) of the messages still in `JOBS`.
