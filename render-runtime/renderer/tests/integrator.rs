@@ -345,3 +345,48 @@ fn adaptive_sampling_stops_flat_background_early_and_keeps_the_image() {
     assert_eq!(adaptive, adaptive_film(budget, 0.02));
     assert_eq!(loose, adaptive_film(budget, 0.1));
 }
+
+/// Mean shadow-catcher coverage (alpha) over the ground pixels of a sphere resting on the
+/// product studio's catcher, for a Lambertian sphere of `albedo`.
+fn catcher_alphas(albedo: f32) -> Vec<f32> {
+    let prepared = PreparedScene::from_scene(testmodels::sphere_scene(
+        1.0,
+        32,
+        Material::lambertian([albedo; 3]),
+    ))
+    .unwrap();
+    let spec = RenderSpec {
+        width: 48,
+        height: 48,
+        samples: Some(64),
+        seed: 3,
+        studio: Studio {
+            background: Background::Transparent,
+            ..Studio::product()
+        },
+        ..RenderSpec::default()
+    };
+    let plan = spec.resolve().unwrap();
+    let film = prepared.render_film(&plan, 0, &NoHooks).unwrap().0;
+    film.color.iter().map(|c| c[3]).collect()
+}
+
+#[test]
+fn shadow_catcher_receives_the_light_the_model_reflects_onto_it() {
+    // Cycles' catcher (and a real floor) is lit by what the model bounces onto it: next to a
+    // white sphere the shadow is lighter than next to a black one of the same shape, whose
+    // shadow is occlusion only.
+    let black = catcher_alphas(0.0);
+    let white = catcher_alphas(0.9);
+    // Ground pixels: some shadow, none of the sphere.
+    let ground: Vec<usize> = (0..black.len())
+        .filter(|&i| black[i] > 0.02 && black[i] < 0.5)
+        .collect();
+    assert!(ground.len() > 50, "{} shadowed ground pixels", ground.len());
+    let mean = |a: &[f32]| ground.iter().map(|&i| a[i] as f64).sum::<f64>() / ground.len() as f64;
+    let (b, w) = (mean(&black), mean(&white));
+    assert!(
+        w < b * 0.85,
+        "shadow next to a white sphere {w:.4}, next to a black one {b:.4}"
+    );
+}
