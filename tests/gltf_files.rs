@@ -162,7 +162,7 @@ async fn a_gltf_with_its_bin_and_textures_under_one_prefix_renders() {
     let message = event.error.unwrap().message;
     assert!(
         message.contains("'PF_WaterBottle_MR_normal.png'")
-            && message.contains("models/partial/PF_WaterBottle_MR_normal.png does not exist"),
+            && message.contains("looked for models/partial/PF_WaterBottle_MR_normal.png"),
         "{message}"
     );
 

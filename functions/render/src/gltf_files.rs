@@ -1,8 +1,10 @@
-//! A `.gltf` (or GLB) whose buffers and images are files beside it: they are fetched from the
+//! The files a model names beside it: a `.gltf`'s buffers and images, a USD stage's layers
+//! (sublayers, references, payloads in every variant) and textures. They are fetched from the
 //! store under the model's own key prefix (`models/bottle.gltf` names `models/bottle.bin` as
-//! `bottle.bin`), within the import's resource limits (file count, total bytes, each object's
-//! size checked before it is read), and bundled with the model into one self-contained GLB
-//! (`lightbox_scene::gltf_decode::pack_glb`, through an in-memory resolver).
+//! `bottle.bin`, and never a key outside that prefix), within the import's resource limits (file
+//! count, total bytes, USD depth; each object's size checked before it is read), and bundled with
+//! the model into one self-contained GLB or usdz by `lightbox_scene::model_files`, which the
+//! convert function uses too.
 //!
 //! The engines take one model's bytes (and the Cycles engine hands Blender one file), so the
 //! bundle is made here, at the edge; the output keys, derived from the model's bytes, then
@@ -12,28 +14,15 @@ use bytes::Bytes;
 use lightbox_runtime::error::error_chain;
 use lightbox_runtime::worker::JobContext;
 use lightbox_runtime::{JobError, ObjectKey, StoreError};
-use render_runtime::scene::gltf_decode::{external_files, pack_glb};
-use render_runtime::scene::resources::{MemoryResources, ResourceLimits};
+use render_runtime::scene::model_files::{fetch_model_files, Fetch, ModelFilesError};
+use render_runtime::scene::resources::ResourceError;
 use render_runtime::ImportLimits;
 use tracing::info;
 
 use crate::ModelKind;
 
-/// The key of `path` (relative, from the model's URIs) beside the model at `model`.
-fn sibling_key(model: &ObjectKey, path: &str) -> Result<ObjectKey, JobError> {
-    let key = match model.as_str().rsplit_once('/') {
-        Some((prefix, _)) => format!("{prefix}/{path}"),
-        None => path.to_owned(),
-    };
-    ObjectKey::new(key).map_err(|err| {
-        JobError::permanent(format!(
-            "model {model} refers to '{path}', which is not a valid object key beside it: {err}"
-        ))
-    })
-}
-
-/// Returns `model` itself when it refers to no external file; otherwise fetches the files it
-/// refers to from beside `key` and returns the self-contained GLB of them all.
+/// Returns `model` itself when it names no file beside it; otherwise fetches the files it names
+/// from beside `key` and returns the self-contained GLB or usdz of them all.
 pub(crate) async fn bundle(
     ctx: &JobContext,
     key: &ObjectKey,
@@ -41,55 +30,62 @@ pub(crate) async fn bundle(
     model: Bytes,
     limits: &ImportLimits,
 ) -> Result<Bytes, JobError> {
-    if kind != ModelKind::Glb {
+    if kind == ModelKind::Step {
         return Ok(model);
     }
-    // A file that cannot even be parsed for its URIs is left to the importer, which reports
-    // the problem with its location, like any other broken model.
-    let files = match external_files(&model) {
-        Ok(files) if !files.is_empty() => files,
-        Ok(_) | Err(_) => return Ok(model),
-    };
-    let resource_limits = ResourceLimits::for_import(limits);
-    if files.len() > resource_limits.max_files {
-        return Err(JobError::permanent(format!(
-            "model {key} refers to {} external files, over the limit of {}",
-            files.len(),
-            resource_limits.max_files
-        )));
-    }
-    let mut resources = MemoryResources::default();
-    let mut total = 0u64;
-    for path in &files {
-        let sibling = sibling_key(key, path.as_str())?;
-        let remaining = resource_limits.max_total_bytes.saturating_sub(total);
-        let bytes = match ctx.store.get(&sibling, Some(remaining)).await {
-            Ok(bytes) => bytes,
-            Err(StoreError::NotFound { .. }) => {
-                return Err(JobError::permanent(format!(
-                    "model {key} refers to '{path}', but {sibling} does not exist in the store \
-                     (files a .gltf names are read from beside it)"
-                )))
+    let fetch = |path: String, max_bytes: u64| async move {
+        let sibling = match sibling_key(key, &path) {
+            Ok(sibling) => sibling,
+            Err(err) => {
+                return Fetch::Failed(ResourceError::Refused {
+                    uri: path,
+                    reason: err.reason,
+                })
             }
-            Err(StoreError::TooLarge { size, .. }) => {
-                return Err(JobError::permanent(format!(
-                "model {key} refers to '{path}' ({sibling}, {size} bytes): over the {remaining} \
-                     bytes left of the model's resource limit ({} bytes in all)",
-                resource_limits.max_total_bytes
-            )))
-            }
-            Err(err) => return Err(err.into()),
         };
-        total += bytes.len() as u64;
-        resources.insert(path.as_str(), Vec::from(bytes));
+        match ctx.store.get(&sibling, Some(max_bytes)).await {
+            Ok(bytes) => Fetch::Ok(Vec::from(bytes)),
+            Err(StoreError::NotFound { .. }) => Fetch::Failed(ResourceError::NotFound {
+                path,
+                looked_for: sibling.to_string(),
+            }),
+            Err(StoreError::TooLarge { size, limit, .. }) => {
+                Fetch::Failed(ResourceError::TooLarge { path, size, limit })
+            }
+            // A store that fails now may answer later: the job's retry class decides.
+            Err(err) => Fetch::Other(JobError::from(err)),
+        }
+    };
+    let fetched = match fetch_model_files(key.as_str(), Vec::from(model), limits, fetch).await {
+        Ok(fetched) => fetched,
+        Err(ModelFilesError::Fetch(err)) => return Err(err),
+        Err(err) => return Err(JobError::permanent(error_chain(&err))),
+    };
+    let files = fetched.fetched();
+    if files > 0 {
+        info!(model = %key, files, "fetched the files the model names");
     }
-    info!(model = %key, files = files.len(), bytes = total, "fetched the files the model refers to");
     let limits = *limits;
-    let packed = tokio::task::spawn_blocking(move || pack_glb(&model, &resources, &limits))
-        .await
-        .map_err(|err| JobError::permanent(format!("bundling the model's files crashed: {err}")))?
-        .map_err(|err| JobError::permanent(format!("model {key}: {}", error_chain(&err))))?;
-    Ok(Bytes::from(packed))
+    let bundled =
+        tokio::task::spawn_blocking(move || fetched.into_model_bytes::<JobError>(&limits))
+            .await
+            .map_err(|err| {
+                JobError::permanent(format!("bundling the model's files crashed: {err}"))
+            })?
+            .map_err(|err| JobError::permanent(error_chain(&err)))?;
+    Ok(Bytes::from(bundled))
+}
+
+/// The key of `path` (relative, from the model's URIs) beside the model at `model`.
+fn sibling_key(
+    model: &ObjectKey,
+    path: &str,
+) -> Result<ObjectKey, lightbox_runtime::store::KeyError> {
+    let key = match model.as_str().rsplit_once('/') {
+        Some((prefix, _)) => format!("{prefix}/{path}"),
+        None => path.to_owned(),
+    };
+    ObjectKey::new(key)
 }
 
 #[cfg(test)]

@@ -107,11 +107,9 @@ impl Handler for RenderHandler {
             .store
             .get(&key, Some(self.limits.max_model_bytes))
             .await?;
-        // A .gltf's buffers and images are fetched from beside it and bundled into one GLB.
+        // A .gltf's buffers and images, and the layers and textures a USD stage names, are
+        // fetched from beside it and bundled with it into one GLB or usdz.
         let model = crate::gltf_files::bundle(&ctx, &key, kind, model, &self.limits.import).await?;
-        // So are the layers and textures a USD stage names, packaged with it into one usdz.
-        let model =
-            crate::source::bundle_usd_files(&ctx, &key, kind, model, &self.limits.import).await?;
         let fetch_ms = fetch_start.elapsed().as_secs_f64() * 1000.0;
         info!(source = source.as_str(), model = %key, bytes = model.len(), "rendering");
 

@@ -18,15 +18,15 @@
 //! let gltf = br#"{"asset":{"version":"2.0"},"buffers":[{"uri":"tri.bin","byteLength":4}]}"#;
 //! let fetch = |path: String, _max: u64| async move {
 //!     match path.as_str() {
-//!         "tri.bin" => Fetch::Ok(vec![0; 4]),
+//!         "tri.bin" => Fetch::<()>::Ok(vec![0; 4]),
 //!         _ => Fetch::Failed(ResourceError::NotFound { looked_for: path.clone(), path }),
 //!     }
 //! };
 //! let limits = ImportLimits::default();
-//! let fetched = futures_lite_block_on(fetch_model_files::<(), _, _>("m/tri.gltf", gltf.to_vec(), &limits, fetch));
-//! let glb = fetched.unwrap().into_model_bytes(&limits).unwrap();
+//! let fetched = block_on(fetch_model_files("m/tri.gltf", gltf.to_vec(), &limits, fetch));
+//! let glb = fetched.unwrap().into_model_bytes::<()>(&limits).unwrap();
 //! assert_eq!(&glb[..4], b"glTF");
-//! # fn futures_lite_block_on<F: std::future::Future>(f: F) -> F::Output {
+//! # fn block_on<F: std::future::Future>(f: F) -> F::Output {
 //! #     let waker = std::task::Waker::noop();
 //! #     let mut cx = std::task::Context::from_waker(waker);
 //! #     let mut f = std::pin::pin!(f);
