@@ -75,9 +75,10 @@ pub fn adaptive_min_samples(budget: u32) -> u32 {
 
 /// Estimated relative error of a pixel's mean after `n` samples, from the sums of its
 /// radiance and alpha (`color`) and of their squares: the standard error of the mean
-/// luminance and of the mean alpha (the shadow catcher's shadow), each relative to its value
-/// plus a small floor so near-black pixels are not held to an impossible standard; the larger
-/// of the two.
+/// luminance relative to the luminance, and the standard error of the mean alpha (the shadow
+/// catcher's shadow) relative to what shows of a white background, `1 - alpha`; each over its
+/// value plus a small floor so near-black pixels are not held to an impossible standard; the
+/// larger of the two.
 pub fn pixel_error(color: &[f32; 4], lum_sq_sum: f32, alpha_sq_sum: f32, n: u32) -> f32 {
     const FLOOR: f32 = 0.02;
     let n = n.max(1) as f32;
@@ -85,7 +86,7 @@ pub fn pixel_error(color: &[f32; 4], lum_sq_sum: f32, alpha_sq_sum: f32, n: u32)
     let alpha = color[3] / n;
     let std_err = |mean: f32, sq: f32| ((sq / n - mean * mean).max(0.0) / n).sqrt();
     let e_lum = std_err(lum, lum_sq_sum) / (lum.abs() + FLOOR);
-    let e_alpha = std_err(alpha, alpha_sq_sum) / (alpha.abs() + FLOOR);
+    let e_alpha = std_err(alpha, alpha_sq_sum) / ((1.0 - alpha).max(0.0) + FLOOR);
     e_lum.max(e_alpha)
 }
 
