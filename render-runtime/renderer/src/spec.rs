@@ -148,8 +148,8 @@ pub struct RenderSpec {
     pub turntable: Option<TurntableSpec>,
     pub format: ImageFormat,
     /// Adaptive sampling (native engine): `samples` becomes a per-pixel budget and a pixel
-    /// stops once its estimated relative error (standard error of its mean luminance and alpha
-    /// over the value) falls below this, after a quarter of the budget (at least 16). `0`, the
+    /// stops once its estimated relative error (standard error of its mean luminance over the
+    /// luminance, of its alpha over `1 - alpha`) falls below this, after a quarter of the budget (at least 16). `0`, the
     /// default, gives every pixel the full count. The Cycles engine ignores it.
     #[serde(skip_serializing_if = "is_zero")]
     pub adaptive_threshold: f32,
