@@ -461,6 +461,9 @@ async fn main() -> anyhow::Result<()> {
     }
     drop(pool);
     if failing {
+        // `exit` runs no destructors: stop the servers first, or they outlive the run.
+        nats.stop();
+        s3.stop();
         std::process::exit(1);
     }
     Ok(())

@@ -450,6 +450,8 @@ pub async fn run() -> anyhow::Result<()> {
     drop(pool);
     s3.stop();
     if failing {
+        // `exit` runs no destructors: stop the nodes first, or they outlive the run.
+        drop(cluster);
         std::process::exit(1);
     }
     Ok(())
