@@ -855,6 +855,34 @@ async fn a_lock_is_held_by_one_holder_until_released_and_release_spares_a_later_
         "releasing a lost lock must not free the new holder's"
     );
     new_holder.release().await.unwrap();
+
+    // A lock held under the same owner is an earlier delivery of the same job (its worker was
+    // SIGKILLed holding it): the redelivery takes it over instead of waiting for it to expire,
+    // and the dead holder's late release frees nothing of the new one.
+    let dead_holder = first.try_acquire("part-c", "job-7").await.unwrap().unwrap();
+    let redelivery = second
+        .try_acquire("part-c", "job-7")
+        .await
+        .unwrap()
+        .expect("the same job takes over its own lock");
+    assert!(
+        first
+            .try_acquire("part-c", "job-8")
+            .await
+            .unwrap()
+            .is_none(),
+        "another job still waits"
+    );
+    dead_holder.release().await.unwrap();
+    assert!(
+        first
+            .try_acquire("part-c", "job-8")
+            .await
+            .unwrap()
+            .is_none(),
+        "the earlier holder's release spares the redelivery's lock"
+    );
+    redelivery.release().await.unwrap();
     taken_over.release().await.unwrap();
     assert!(first
         .try_acquire("part-b", "job-6")

@@ -91,18 +91,50 @@ impl Locks {
         self.lifetime
     }
 
-    /// Takes the lock `name` for `owner` (recorded as its value, for operators), or returns
-    /// `None` when another holder has it. `name` must be a valid KV key (letters, digits,
-    /// `-`, `_`, `/`, `=`, `.` inside).
+    /// Takes the lock `name` for `owner` (recorded as its value), or returns `None` when another
+    /// holder has it. `name` must be a valid KV key (letters, digits, `-`, `_`, `/`, `=`, `.`
+    /// inside).
+    ///
+    /// A lock already held under the same `owner` is taken over (compare-and-set on its
+    /// revision): handlers name the job as owner, and a job's deliveries run one after another,
+    /// so that holder is an earlier delivery of this job whose worker died or lost its lease.
+    /// Without this, a redelivery after a SIGKILL waits on its own lock until it expires.
     pub async fn try_acquire(&self, name: &str, owner: &str) -> Result<Option<Lock>, LockError> {
-        match self.kv.create(name, Bytes::from(owner.to_owned())).await {
-            Ok(revision) => Ok(Some(Lock {
+        let acquired = |revision| {
+            Some(Lock {
                 kv: self.kv.clone(),
                 name: name.to_owned(),
                 revision,
                 held: true,
-            })),
-            Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => Ok(None),
+            })
+        };
+        match self.kv.create(name, Bytes::from(owner.to_owned())).await {
+            Ok(revision) => Ok(acquired(revision)),
+            Err(err) if err.kind() == kv::CreateErrorKind::AlreadyExists => {
+                // Whose is it? Unreadable or someone else's: not ours to take.
+                let Ok(Some(entry)) = self.kv.entry(name).await else {
+                    return Ok(None);
+                };
+                if entry.operation != kv::Operation::Put || entry.value != owner.as_bytes() {
+                    return Ok(None);
+                }
+                match self
+                    .kv
+                    .update(name, Bytes::from(owner.to_owned()), entry.revision)
+                    .await
+                {
+                    Ok(revision) => {
+                        tracing::info!(
+                            lock = name,
+                            owner,
+                            "took over a lock an earlier delivery of this job held"
+                        );
+                        Ok(acquired(revision))
+                    }
+                    // Changed meanwhile (released, expired, taken): try again later.
+                    Err(_) => Ok(None),
+                }
+            }
             Err(source) => Err(LockError::Acquire {
                 name: name.to_owned(),
                 source,
