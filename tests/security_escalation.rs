@@ -78,26 +78,49 @@ async fn victim_is_intact(admin: &Client, victim: &str, seq: u64) {
     );
 }
 
-#[tokio::test]
-async fn continuations_cannot_target_api_or_event_subjects() {
-    let server = secured_server().await;
-    let store_dir = TempDir::new("escalation-store");
-    let store = Store::connect(local_store(&store_dir)).unwrap();
+/// A local store in `store_dir` holding a small PNG at `inputs/a.png`.
+async fn png_input(store_dir: &TempDir) -> (Store, ObjectKey) {
+    let store = Store::connect(local_store(store_dir)).unwrap();
     let input = ObjectKey::new("inputs/a.png").unwrap();
     store
         .put(&input, Bytes::from(noisy_png(16, 16, 3)))
         .await
         .unwrap();
-    let mut config = lightbox_tests::worker_config(&server, local_store(&store_dir), "convert", 1);
-    config.nats = user_config(&server, "convert");
-    let worker = Worker::start(
+    (store, input)
+}
+
+/// A convert worker running in process as the `convert` user, bind-only, on `store_dir`.
+async fn convert_worker(server: &NatsServer, store_dir: &TempDir) -> Worker {
+    let mut config = lightbox_tests::worker_config(server, local_store(store_dir), "convert", 1);
+    config.nats = user_config(server, "convert");
+    Worker::start(
         config,
         lightbox_convert::ConvertHandler {
             limits: Default::default(),
         },
     )
     .await
-    .expect("convert worker starts as user convert");
+    .expect("convert worker starts as user convert")
+}
+
+/// A convert request turning `input` into a PNG.
+fn png_request(input: &ObjectKey) -> ConvertRequest {
+    ConvertRequest {
+        input: input.clone(),
+        output: None,
+        format: ImageFormat::Png,
+        quality: None,
+        lossless: false,
+        resize: None,
+    }
+}
+
+#[tokio::test]
+async fn continuations_cannot_target_api_or_event_subjects() {
+    let server = secured_server().await;
+    let store_dir = TempDir::new("escalation-store");
+    let (_store, input) = png_input(&store_dir).await;
+    let worker = convert_worker(&server, &store_dir).await;
     let backend = Client::connect(&user_config(&server, "backend"))
         .await
         .unwrap();
@@ -151,17 +174,7 @@ async fn continuations_cannot_target_api_or_event_subjects() {
         ),
     ];
     for (subject, job) in continuations {
-        let mut envelope = Envelope::new(
-            Function::Convert,
-            ConvertRequest {
-                input: input.clone(),
-                output: None,
-                format: ImageFormat::Png,
-                quality: None,
-                lossless: false,
-                resize: None,
-            },
-        );
+        let mut envelope = Envelope::new(Function::Convert, png_request(&input));
         envelope.then = Some(Continuation {
             subject: subject.clone(),
             job,
@@ -386,26 +399,11 @@ async fn try_escalations(
 async fn a_forged_succeeded_state_does_not_make_a_worker_skip_the_job() {
     let server = secured_server().await;
     let store_dir = TempDir::new("forged-state-store");
-    let store = Store::connect(local_store(&store_dir)).unwrap();
-    let input = ObjectKey::new("inputs/a.png").unwrap();
-    store
-        .put(&input, Bytes::from(noisy_png(16, 16, 3)))
-        .await
-        .unwrap();
+    let (store, input) = png_input(&store_dir).await;
     let backend = Client::connect(&user_config(&server, "backend"))
         .await
         .unwrap();
-    let envelope = Envelope::new(
-        Function::Convert,
-        ConvertRequest {
-            input: input.clone(),
-            output: None,
-            format: ImageFormat::Png,
-            quality: None,
-            lossless: false,
-            resize: None,
-        },
-    );
+    let envelope = Envelope::new(Function::Convert, png_request(&input));
     let id = envelope.id.to_string();
     backend.submit("convert", &envelope).await.unwrap();
     // The render user forges the queued convert job's state before any convert worker runs.
@@ -423,16 +421,7 @@ async fn a_forged_succeeded_state_does_not_make_a_worker_skip_the_job() {
     let status = backend.status(&id).await.unwrap().unwrap();
     assert_eq!(status.state, JobState::Succeeded, "the forgery is in place");
 
-    let mut config = lightbox_tests::worker_config(&server, local_store(&store_dir), "convert", 1);
-    config.nats = user_config(&server, "convert");
-    let worker = Worker::start(
-        config,
-        lightbox_convert::ConvertHandler {
-            limits: Default::default(),
-        },
-    )
-    .await
-    .expect("convert worker starts as user convert");
+    let worker = convert_worker(&server, &store_dir).await;
     let event = backend
         .wait(&id, Duration::from_secs(20), |_| {})
         .await
